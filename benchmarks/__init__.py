@@ -1,0 +1,1 @@
+"""Benchmark scripts: run them with ``python -m benchmarks.<name>``; nothing imports them."""

@@ -1,0 +1,293 @@
+"""TextGenEnv: spaces, dynamics, rewards, episode ends, seeding, bad input, registration."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+
+import text_gym
+from text_gym.envs import TextGenEnv
+from text_gym.errors import PromptTooLongError, RewardError, UnknownNameError
+from text_gym.tasks import Sample, from_records
+from text_gym.testing import check_text_env
+
+SMALL = {"tokenizer": "tiny", "max_new_tokens": 40, "max_prompt_tokens": 64}
+
+
+def make(task="copy", **kwargs) -> TextGenEnv:
+    return TextGenEnv(task=task, **{**SMALL, **kwargs})
+
+
+def encode_reply(env: TextGenEnv, text: str) -> list[int]:
+    return env.tokenizer(text, add_special_tokens=False)["input_ids"] + [env.eos_token_id]
+
+
+def play(env: TextGenEnv, actions: list[int]):
+    rewards, result = [], None
+    for action in actions:
+        result = env.step(action)
+        rewards.append(result[1])
+        if result[2] or result[3]:
+            break
+    return rewards, result
+
+
+@pytest.mark.parametrize("env_id", sorted(text_gym.ENV_TASKS))
+def test_every_registered_env_passes_both_checkers(env_id):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(env_id, **{**SMALL, "max_prompt_tokens": 192})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_text_env(env)
+        sb3_check_env(env.unwrapped)
+
+
+def test_text_gym_prefix_makes_env_without_prior_import():
+    env = gym.make("text_gym:TextGen-Copy-v0", **SMALL)
+    assert isinstance(env.unwrapped, TextGenEnv)
+
+
+def test_observation_layout_prompt_left_padded_reply_right_padded():
+    env = make()
+    obs, info = env.reset(seed=0, options={"index": 3})
+    prompt_ids = env.prompts.encode(env.task[3].prompt)
+    p = env.max_prompt_tokens
+    assert info["index"] == 3
+    np.testing.assert_array_equal(obs["input_ids"][p - len(prompt_ids) : p], prompt_ids)
+    assert obs["attention_mask"][:p].sum() == len(prompt_ids) and obs["attention_mask"][p:].sum() == 0
+    assert (obs["input_ids"][: p - len(prompt_ids)] == env.pad_token_id).all()
+    obs, *_ = env.step(65)
+    assert obs["input_ids"][p] == 65 and obs["attention_mask"][p] == 1 and obs["attention_mask"][p + 1 :].sum() == 0
+
+
+def test_observations_are_fresh_copies():
+    env = make()
+    first, _ = env.reset(seed=0)
+    snapshot = {k: v.copy() for k, v in first.items()}
+    env.step(70)
+    for key in first:
+        np.testing.assert_array_equal(first[key], snapshot[key])
+
+
+def test_reference_reply_terminates_with_bleu_one():
+    env = make()
+    env.reset(seed=0, options={"index": 0})
+    reference = env.task[0].references[0]
+    rewards, (_, reward, terminated, truncated, info) = play(env, encode_reply(env, reference))
+    assert terminated and not truncated
+    assert info["text"] == reference and info["references"] == [reference]
+    assert info["scores"]["bleu"] == pytest.approx(1.0) and reward == pytest.approx(1.0)
+    assert rewards[:-1] == [0.0] * (len(rewards) - 1)
+
+
+def test_truncated_at_budget_without_eos():
+    env = make(max_new_tokens=3)
+    env.reset(seed=0)
+    _, (_, _, terminated, truncated, info) = play(env, [70, 71, 72])
+    assert truncated and not terminated and "text" in info
+
+
+def test_delta_shaping_sums_to_final_score():
+    env = make(reward_shaping="delta")
+    env.reset(seed=0, options={"index": 1})
+    reference = env.task[1].references[0]
+    rewards, (*_, info) = play(env, encode_reply(env, reference))
+    assert sum(rewards) == pytest.approx(info["scores"]["reward"]) == pytest.approx(1.0)
+    assert any(r != 0 for r in rewards[:-1])
+
+
+def test_composite_reward_reports_each_component():
+    env = make(reward={"bleu": 1.0, "chrf": 0.5})
+    env.reset(seed=0, options={"index": 0})
+    _, (*_, info) = play(env, encode_reply(env, env.task[0].references[0]))
+    assert set(info["scores"]) == {"bleu", "chrf", "reward"}
+    assert info["scores"]["reward"] == pytest.approx(1.5)
+
+
+def test_seeded_resets_are_reproducible_and_seeds_differ():
+    env = make()
+    picks = [env.reset(seed=7)[1]["index"] for _ in range(2)]
+    assert picks[0] == picks[1]
+    assert len({env.reset(seed=s)[1]["index"] for s in range(20)}) > 1
+
+
+def test_action_masks_hide_ids_that_are_not_tokens():
+    env = make()
+    masks = env.action_masks()
+    assert masks.shape == (env.action_space.n,) and masks.dtype == np.bool_
+    assert masks.sum() == min(len(env.tokenizer), env.action_space.n)
+    with pytest.raises(ValueError):
+        masks[0] = False  # read-only: callers cannot corrupt it
+
+
+def test_render_ansi_shows_prompt_output_and_scores():
+    env = make(render_mode="ansi")
+    env.reset(seed=0, options={"index": 0})
+    play(env, encode_reply(env, env.task[0].references[0]))
+    text = env.render()
+    assert env.task[0].prompt in text and "bleu=1.000" in text
+
+
+def test_user_task_object_and_pickle():
+    task = from_records([{"prompt": "Say hi", "reference": "hi"}, {"prompt": "Say yo", "references": ["yo", "yo!"]}])
+    env = make(task=task)
+    env.reset(seed=0, options={"index": 1})
+    _, (*_, info) = play(env, encode_reply(env, "yo"))
+    assert info["references"] == ["yo", "yo!"] and info["scores"]["bleu"] == pytest.approx(1.0)
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.reset(seed=3)[1]["index"] == env.reset(seed=3)[1]["index"]
+
+
+def test_real_qa_task_with_tiny_tokenizer():
+    env = TextGenEnv(task="qa", tokenizer="tiny", max_new_tokens=4, max_prompt_tokens=512, split="validation")
+    obs, info = env.reset(seed=0)
+    assert info["prompt"] and env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_make_vec(mode):
+    envs = gym.make_vec("TextGen-Copy-v0", num_envs=2, vectorization_mode=mode, **{**SMALL, "max_new_tokens": 4})
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert obs["input_ids"].shape == (2, 68)
+        ends = 0
+        for _ in range(6):  # crosses an episode end (budget 4), autoreset included
+            obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+            ends += int(np.sum(terminated | truncated))
+        assert obs["input_ids"].shape == (2, 68) and rewards.shape == (2,) and ends >= 2
+    finally:
+        envs.close()
+
+
+def test_sb3_vec_env_and_ppo_learn():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env("TextGen-Copy-v0", n_envs=2, seed=0, env_kwargs={**SMALL, "render_mode": None})
+    model = PPO("MultiInputPolicy", vec, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    assert model.num_timesteps >= 256
+
+
+# ----------------------------------------------------------------- bad input
+def test_step_before_reset_and_after_end():
+    env = make(max_new_tokens=1)
+    with pytest.raises(ResetNeeded, match="before reset"):
+        env.step(70)
+    env.reset(seed=0)
+    env.step(70)
+    with pytest.raises(ResetNeeded, match="ended"):
+        env.step(70)
+
+
+@pytest.mark.parametrize("action, error", [(-1, ValueError), (10**6, ValueError), (1.5, TypeError), ("a", TypeError), (True, TypeError)])
+def test_bad_actions_are_rejected_and_leave_state_unchanged(action, error):
+    env = make()
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(error, match="token id"):
+        env.step(action)
+    after, *_ = env.step(70)  # the env still works, and the bad action left no trace
+    assert after["attention_mask"].sum() == obs["attention_mask"].sum() + 1
+
+
+def test_numpy_scalar_actions_are_accepted():
+    env = make()
+    env.reset(seed=0)
+    env.step(np.int64(70))
+    env.step(np.array(71))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"task": "no-such-task"}, "copy"),
+        ({"reward": "no-such-reward"}, "bleu"),
+        ({"tokenizer": "no-such-tokenizer"}, "tiny"),
+    ],
+)
+def test_unknown_names_list_the_known_ones(kwargs, match):
+    with pytest.raises(UnknownNameError, match=match):
+        TextGenEnv(**{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_new_tokens": 0},
+        {"max_new_tokens": 2.5},
+        {"max_prompt_tokens": -1},
+        {"reward_shaping": "dense"},
+        {"split": "dev"},
+        {"prompt_truncation": "right"},
+    ],
+)
+def test_bad_arguments_say_what_was_expected(kwargs):
+    with pytest.raises(ValueError, match="got"):
+        make(**kwargs)
+
+
+def test_unsupported_render_mode_warns_like_gymnasium():
+    # SB3's make_vec_env asks for render_mode="rgb_array" by default; text has no image, so the env
+    # warns and renders nothing rather than refusing to be built.
+    with pytest.warns(UserWarning, match="rgb_array"):
+        env = make(render_mode="rgb_array")
+    env.reset(seed=0)
+    with pytest.warns(UserWarning, match="render"):
+        assert env.render() is None
+
+
+def test_bad_reset_options():
+    env = make()
+    with pytest.raises(ValueError, match=r"\[0, 2000\)"):
+        env.reset(options={"index": 2000})
+    with pytest.raises(TypeError, match="int"):
+        env.reset(options={"index": "3"})
+    with pytest.raises(ValueError, match="unknown keys"):
+        env.reset(options={"idx": 3})
+
+
+def test_prompt_too_long_errors_or_truncates_left():
+    task = from_records([{"prompt": "x" * 100, "reference": "y"}])
+    env = make(task=task, max_prompt_tokens=32)
+    with pytest.raises(PromptTooLongError, match="max_prompt_tokens=32"):
+        env.reset(seed=0)
+    with pytest.raises(ResetNeeded):  # the failed reset started no episode
+        env.step(70)
+    env = make(task=task, max_prompt_tokens=32, prompt_truncation="left")
+    obs, _ = env.reset(seed=0)
+    full = env.tokenizer(env.prompts.format("x" * 100), add_special_tokens=False)["input_ids"]
+    np.testing.assert_array_equal(obs["input_ids"][:32], full[-32:])
+
+
+def test_reward_returning_nan_raises():
+    def broken(prompts, outputs, references):
+        return [float("nan")] * len(outputs)
+
+    env = make(reward=broken, max_new_tokens=1)
+    env.reset(seed=0)
+    with pytest.raises(RewardError, match="broken"):
+        env.step(70)
+
+
+def test_sample_type_round_trips():
+    env = make()
+    prompt, references = env.task[0]
+    assert isinstance(env.task[0], Sample) and isinstance(prompt, str) and references
+
+
+@pytest.mark.slow
+def test_default_env_is_smollm2_qa_bleu():
+    env = gym.make("TextGen-v0")
+    base = env.unwrapped
+    assert base.action_space.n == 49152 and base.max_new_tokens == 32
+    assert base.task.name == "qa" and base.reward.components == ("bleu",)
+    obs, info = env.reset(seed=0)
+    text = base.tokenizer.decode(obs["input_ids"][obs["attention_mask"] == 1])
+    assert "<|im_start|>user" in text and info["prompt"] in text
+    check_text_env(env)

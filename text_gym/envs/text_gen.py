@@ -1,0 +1,276 @@
+"""Token-level text generation as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+from transformers import PreTrainedTokenizerBase
+
+from text_gym.envs.prompts import PromptEncoder
+from text_gym.rewards import Reward, RewardFunction, make_reward
+from text_gym.tasks import SPLITS, Task, make_task
+from text_gym.tokenization import load_tokenizer, logits_size
+
+RewardShaping = Literal["sparse", "delta"]
+REWARD_SHAPINGS: tuple[str, ...] = ("sparse", "delta")
+
+
+class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
+    """Generate a reply to a prompt one token at a time, scored against reference texts.
+
+    ## Description
+    Each episode draws one sample ``(prompt, references)`` from a task (by default ``"qa"``, the
+    English question->answer pairs of chatterbot-corpus). The prompt is wrapped in the tokenizer's
+    chat template and tokenized; the agent then writes the reply token by token, as a language
+    model does under ``model.generate``. When the reply ends, it is decoded and scored.
+
+    ## Action Space
+    ``Discrete(n)``: the id of the next token, where ``n`` is the logits size of the language model
+    that goes with the tokenizer (49,152 for SmolLM2-135M). Ids at or above ``len(tokenizer)`` are
+    not real tokens: :meth:`action_masks` marks them ``False`` (for sb3-contrib's MaskablePPO), and
+    if chosen anyway they decode to nothing.
+
+    ## Observation Space
+    ``Dict`` of two ``Box(shape=(P + T,), dtype=int64)`` arrays, ``P = max_prompt_tokens`` and
+    ``T = max_new_tokens``:
+
+    - ``"input_ids"``: slots ``[0, P)`` hold the prompt, left-padded with the pad id; slots
+      ``[P, P + T)`` hold the reply so far, right-padded. Values lie in ``[0, n)``.
+    - ``"attention_mask"``: 1 where ``input_ids`` holds a prompt or reply token, else 0.
+
+    The real tokens are therefore contiguous, ending at the current token, which is what a causal
+    LM expects (with positions taken from the cumulative sum of the mask). SB3 turns these arrays
+    into floats; agents cast them back with ``.long()``.
+
+    ## Rewards
+    ``reward`` names the score of a finished reply: ``"bleu"`` (sentence BLEU in [0, 1]),
+    ``"chrf"`` ([0, 1]), ``"coherence"`` (cosine similarity of prompt and reply embeddings, in
+    [-1, 1]), a dict of weights such as ``{"bleu": 1.0, "coherence": 0.5}``, or any callable
+    ``(prompts, outputs, references) -> scores`` (see :mod:`text_gym.rewards`).
+
+    - ``reward_shaping="sparse"``: 0 on every step, the score on the last one.
+    - ``reward_shaping="delta"``: each step pays the change of the score of the reply so far
+      (the empty reply counts as 0), so the undiscounted return equals the final score. The
+      reply is decoded and scored after every step, which costs more.
+
+    ## Starting State
+    A sample chosen by ``options={"index": i}`` in :meth:`reset`, or else drawn uniformly from the
+    task with ``self.np_random`` (reproducible for a given ``seed``). The reply is empty.
+
+    ## Episode End
+    - Termination: the agent chose the end-of-sequence token (``tokenizer.eos_token_id``).
+    - Truncation: the reply reached ``max_new_tokens`` tokens without end-of-sequence.
+
+    At the end, ``info`` holds ``"text"`` (the decoded reply, special tokens removed),
+    ``"prompt"``, ``"references"`` and ``"scores"`` (each reward component, and ``"reward"``,
+    their weighted sum). ``reset`` returns ``info`` with ``"index"`` and ``"prompt"``.
+
+    ## Arguments
+    - ``task``: a task name (``text_gym.tasks.task_names()``), a path to a ``.jsonl`` file, or
+      an object with the task protocol (used whole; ``split`` applies to names only).
+    - ``tokenizer``: a preset name (``"smollm2-135m"``, ``"tiny"``), a local folder, or a
+      tokenizer object.
+    - ``reward``, ``reward_shaping``: see Rewards.
+    - ``max_new_tokens``: the token budget of a reply (``T``).
+    - ``max_prompt_tokens``: the room for the templated prompt (``P``). A longer prompt raises
+      :class:`~text_gym.errors.PromptTooLongError` in ``reset``, unless
+      ``prompt_truncation="left"``, which keeps the last ``P`` tokens.
+    - ``split``: ``"train"``, ``"validation"`` or ``"test"``; fixed and deterministic.
+    - ``chat_template``: wrap prompts in the tokenizer's chat template when it has one.
+    - ``render_mode``: ``"ansi"`` (``render`` returns text) or ``"human"`` (prints it).
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        task: str | os.PathLike[str] | Task = "qa",
+        tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase = "smollm2-135m",
+        reward: str | Mapping[str, float] | RewardFunction = "bleu",
+        reward_shaping: RewardShaping = "sparse",
+        max_new_tokens: int = 32,
+        max_prompt_tokens: int = 96,
+        split: str = "train",
+        chat_template: bool = True,
+        prompt_truncation: Literal["error", "left"] = "error",
+        render_mode: str | None = None,
+    ) -> None:
+        _check_positive_int("max_new_tokens", max_new_tokens)
+        _check_positive_int("max_prompt_tokens", max_prompt_tokens)
+        _check_choice("reward_shaping", reward_shaping, REWARD_SHAPINGS)
+        _check_choice("split", split, SPLITS)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".
+            gym.logger.warn(f"render_mode {render_mode!r} is not supported (expected 'ansi' or 'human'); render() will return None.")
+        self.task: Task = make_task(task, split)
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.reward: Reward = make_reward(reward)
+        self.reward_shaping = reward_shaping
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.render_mode = render_mode
+        self.prompts = PromptEncoder(self.tokenizer, max_prompt_tokens, chat_template, prompt_truncation)
+
+        n = logits_size(tokenizer, self.tokenizer)
+        self.eos_token_id = int(self.tokenizer.eos_token_id)
+        self.pad_token_id = self.prompts.pad_token_id
+        length = max_prompt_tokens + max_new_tokens
+        self.observation_space = spaces.Dict(
+            {
+                "input_ids": spaces.Box(0, n - 1, shape=(length,), dtype=np.int64),
+                "attention_mask": spaces.Box(0, 1, shape=(length,), dtype=np.int64),
+            }
+        )
+        self.action_space = spaces.Discrete(n)
+        self._vocab_limit = min(len(self.tokenizer), n)
+        self._action_mask = np.arange(n) < self._vocab_limit
+        self._action_mask.setflags(write=False)
+
+        self._input_ids = np.full(length, self.pad_token_id, dtype=np.int64)
+        self._attention_mask = np.zeros(length, dtype=np.int64)
+        self._index: int | None = None
+        self._num_new = 0
+        self._score = 0.0
+        self._done = False
+        self._last_scores: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a new reply to a new prompt; ``options={"index": i}`` picks sample ``i``."""
+        super().reset(seed=seed)
+        index = self._pick_index(options)
+        prompt_ids = self.prompts.encode(self.task[index].prompt)  # may raise; state untouched
+        p = self.max_prompt_tokens
+        self._input_ids.fill(self.pad_token_id)
+        self._attention_mask.fill(0)
+        self._input_ids[p - len(prompt_ids) : p] = prompt_ids
+        self._attention_mask[p - len(prompt_ids) : p] = 1
+        self._index, self._num_new, self._score, self._done = index, 0, 0.0, False
+        self._last_scores = {}
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), {"index": index, "prompt": self.task[index].prompt}
+
+    def step(self, action: int | np.integer) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Append token ``action`` to the reply; see the class docstring for rewards and ends."""
+        if self._index is None:
+            raise ResetNeeded("Cannot call step() before reset(); call env.reset() first.")
+        if self._done:
+            raise ResetNeeded("The episode has ended (terminated or truncated); call env.reset() before step().")
+        token = self._check_action(action)
+        position = self.max_prompt_tokens + self._num_new
+        self._input_ids[position] = token
+        self._attention_mask[position] = 1
+        self._num_new += 1
+
+        terminated = token == self.eos_token_id
+        truncated = not terminated and self._num_new >= self.max_new_tokens
+        self._done = terminated or truncated
+        reward, info = 0.0, {}
+        if self._done or self.reward_shaping == "delta":
+            scores = self._score_reply()
+            reward = scores["reward"] - self._score if self.reward_shaping == "delta" else scores["reward"]
+            self._score, self._last_scores = scores["reward"], scores
+        if self._done:
+            sample = self.task[self._index]
+            info = {
+                "text": self.reply_text(),
+                "prompt": sample.prompt,
+                "references": list(sample.references),
+                "scores": dict(self._last_scores),
+            }
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        """Return (``"ansi"``) or print (``"human"``) the prompt, reply, references and scores."""
+        if self.render_mode not in self.metadata["render_modes"]:
+            gym.logger.warn(f"render() does nothing for render_mode={self.render_mode!r}; pass render_mode='ansi' or 'human' to the env.")
+            return None
+        if self._index is None:
+            text = "(no episode yet: call reset())"
+        else:
+            sample = self.task[self._index]
+            scores = " ".join(f"{k}={v:.3f}" for k, v in self._last_scores.items()) or "-"
+            state = "done" if self._done else f"{self._num_new}/{self.max_new_tokens} tokens"
+            text = (
+                f"prompt     : {sample.prompt}\n"
+                f"output     : {self.reply_text()}\n"
+                f"references : {' | '.join(sample.references)}\n"
+                f"scores     : {scores} ({state})\n"
+            )
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    # ------------------------------------------------------------------ extras
+    def action_masks(self) -> np.ndarray:
+        """Return a read-only ``bool`` array of shape ``(n,)``: ``True`` for ids that are real tokens."""
+        return self._action_mask
+
+    def reply_ids(self) -> np.ndarray:
+        """Return the token ids of the reply so far (a copy, end-of-sequence included)."""
+        start = self.max_prompt_tokens
+        return self._input_ids[start : start + self._num_new].copy()
+
+    def reply_text(self) -> str:
+        """Return the reply so far, decoded without special tokens or ids that are not real tokens."""
+        ids = self.reply_ids()
+        ids = ids[ids < self._vocab_limit]
+        return self.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
+
+    # ------------------------------------------------------------------ helpers
+    def _observation(self) -> dict[str, np.ndarray]:
+        # Copies, so an observation kept by the caller (a rollout buffer) never changes later.
+        return {"input_ids": self._input_ids.copy(), "attention_mask": self._attention_mask.copy()}
+
+    def _score_reply(self) -> dict[str, float]:
+        sample = self.task[self._index]
+        scores = self.reward.score([sample.prompt], [self.reply_text()], [sample.references])
+        return {name: float(values[0]) for name, values in scores.items()}
+
+    def _pick_index(self, options: dict[str, Any] | None) -> int:
+        options = dict(options or {})
+        index = options.pop("index", None)
+        if options:
+            raise ValueError(f"reset() options: expected only the key 'index', got unknown keys {sorted(options)}.")
+        size = len(self.task)
+        if index is None:
+            return int(self.np_random.integers(size))
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"options['index'] must be an int, got {type(index).__name__} {index!r}.")
+        if not 0 <= index < size:
+            raise ValueError(f"options['index'] must be in [0, {size}) for task {self.task.name!r}, got {index}.")
+        return int(index)
+
+    def _check_action(self, action: Any) -> int:
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise TypeError(f"Action must be an integer token id, got {type(action).__name__} {action!r}.")
+        if not 0 <= action < self.action_space.n:
+            raise ValueError(f"Action must be a token id in [0, {self.action_space.n}), got {action}.")
+        return int(action)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
