@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m text_gym.demo
+	$(BIN)/python -m agents.train --quick
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,418 @@
+"""A causal language model with a value head: the actor-critic every agent and trainer shares.
+
+``LMActorCritic`` wraps a transformers causal LM (a preset name, a local folder or a model object,
+loaded through :mod:`text_gym.models`), optionally with LoRA adapters (peft), and adds a critic:
+
+- ``critic="shared"`` (default): a value head ``nn.Linear(hidden, 1)`` on the LM's last hidden
+  state, as in TRL's ``AutoModelForCausalLMWithValueHead``. One trunk, one forward pass.
+- ``critic="separate"``: a copy of the LM's trunk (the decoder without ``lm_head``), optionally cut
+  to its first ``critic_layers`` layers, with its own value head. Policy and value gradients no
+  longer interfere (the "separate networks" choice of Andrychowicz et al., 2021, "What Matters
+  In On-Policy RL"), at the price of a second forward pass. The copy is fully trainable, also when
+  the actor uses LoRA.
+
+Token ids and masks follow the env's observation layout (left-padded prompt, right-padded reply);
+positions are the cumulative sum of the attention mask, so left padding and cached decoding give
+the same positions as an unpadded sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+CRITICS: tuple[str, ...] = ("shared", "separate")
+_CONFIG_FILE = "actor_critic.json"
+_HEADS_FILE = "heads.pt"
+
+
+@dataclass
+class LMOutput:
+    """What :meth:`LMActorCritic.forward` returns.
+
+    Attributes:
+        logits: ``(B, T, V)`` next-token logits in float32 (``T`` shrinks to ``logits_to_keep``).
+        values: ``(B, T)`` state values in float32, one per position.
+        past_key_values: The updated KV cache when ``use_cache=True``: a transformers ``Cache``, or
+            a pair ``(actor_cache, critic_cache)`` with a separate critic. ``None`` otherwise.
+    """
+
+    logits: torch.Tensor
+    values: torch.Tensor
+    past_key_values: Any = None
+
+
+def positions_from_mask(attention_mask: torch.Tensor, num_new: int | None = None) -> torch.Tensor:
+    """Return ``(B, num_new)`` position ids: the cumulative count of real tokens, minus one.
+
+    Padding gets position 0 (it is masked anyway). With a KV cache, ``attention_mask`` covers the
+    cached and the new tokens, and only the last ``num_new`` positions are returned.
+
+    >>> positions_from_mask(torch.tensor([[0, 0, 1, 1, 1]])).tolist()
+    [[0, 0, 0, 1, 2]]
+    """
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    return positions if num_new is None else positions[:, -num_new:]
+
+
+class LMActorCritic(nn.Module):
+    """A causal LM policy with a value head (shared trunk) or a separate critic.
+
+    Args:
+        model: A preset name (``"smollm2-135m"``, ``"tiny"``), a local model folder, or a
+            ``PreTrainedModel`` (used as is, not copied).
+        tokenizer: The tokenizer, a preset or folder; by default the one of ``model`` when ``model``
+            is a name or folder, else ``None``.
+        lora: ``peft.LoraConfig`` keyword arguments such as ``{"r": 16}`` to train LoRA adapters
+            instead of the whole LM; ``task_type`` is ``CAUSAL_LM``. ``None``: full fine-tuning.
+        gradient_checkpointing: Recompute activations in the backward pass (less memory, ~30% slower).
+        critic: ``"shared"`` or ``"separate"``; see the module docstring.
+        critic_layers: With ``critic="separate"``, keep only the first ``critic_layers`` decoder
+            layers of the critic's trunk (``None``: all).
+        device: ``"auto"`` (CUDA when available), a device, or ``None``. A model object stays
+            where it is under ``"auto"`` or ``None``.
+        dtype: The LM's dtype; ``None`` means bfloat16 on CUDA and float32 elsewhere (a model
+            object keeps its dtype). Heads are always float32.
+        disable_dropout: Set every dropout probability to 0. On by default, as in TRL: dropout makes
+            the probability ratio of PPO noisy even before any update.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | nn.Module = "smollm2-135m",
+        *,
+        tokenizer: Any = None,
+        lora: dict[str, Any] | None = None,
+        gradient_checkpointing: bool = False,
+        critic: Literal["shared", "separate"] = "shared",
+        critic_layers: int | None = None,
+        device: str | torch.device | None = "auto",
+        dtype: torch.dtype | str | None = None,
+        disable_dropout: bool = True,
+    ) -> None:
+        super().__init__()
+        if critic not in CRITICS:
+            raise ValueError(f"critic must be one of {list(CRITICS)}, got {critic!r}.")
+        if critic_layers is not None and (critic != "separate" or int(critic_layers) < 1):
+            raise ValueError(
+                f"critic_layers needs critic='separate' and a positive int, got {critic_layers!r} ({critic=})."
+            )
+        if lora is not None and not isinstance(lora, dict):
+            raise TypeError(f"lora must be a dict of peft.LoraConfig arguments or None, got {type(lora).__name__}.")
+        self.model_spec = str(model) if isinstance(model, (str, os.PathLike)) else None
+        self.lora_config = dict(lora) if lora is not None else None
+        self.critic = critic
+        self.critic_layers = critic_layers
+        self.gradient_checkpointing = gradient_checkpointing
+
+        lm = _load_lm(model, device, dtype)
+        if disable_dropout:
+            _disable_dropout(lm)
+        device = next(lm.parameters()).device
+        if tokenizer is None and self.model_spec is not None:
+            tokenizer = self.model_spec
+        self.tokenizer = _load_tokenizer(tokenizer) if tokenizer is not None else None
+        self.logits_size = _logits_size(lm)
+        hidden = int(lm.config.get_text_config().hidden_size)
+
+        # The critic's trunk is copied before LoRA wraps the LM, so it never carries adapters.
+        self.critic_trunk: nn.Module | None = None
+        if critic == "separate":
+            self.critic_trunk = _copy_trunk(lm.get_decoder(), critic_layers)
+        if gradient_checkpointing:
+            for module in (lm, self.critic_trunk):
+                if module is not None:
+                    _enable_checkpointing(module)
+        if lora is not None:
+            lm = _add_lora(lm, lora)
+        self.lm = lm
+        # Zero init: the first value estimates are 0 and the first updates do not fight the LM.
+        self.value_head = nn.Linear(hidden, 1, device=device, dtype=torch.float32)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def device(self) -> torch.device:
+        """The device of the LM's parameters."""
+        return next(self.lm.parameters()).device
+
+    def trunk(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        past_key_values: Any = None,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Run the trunk(s) and return ``(actor_hidden (B,T,H), critic_hidden (B,T,H), past)``.
+
+        With a shared critic both hidden states are the same tensor. Use :meth:`heads` on the
+        positions you need: computing logits only where they are used saves the ``(T, V)``
+        projection (the largest matrix of a small LM).
+        """
+        input_ids, attention_mask = input_ids.long(), attention_mask.long()
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask, input_ids.shape[1])
+        actor_past, critic_past = (
+            past_key_values if self.critic_trunk is not None and past_key_values else (past_key_values, None)
+        )
+        kwargs = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
+        out = self._decoder()(input_ids=input_ids, cache=actor_past, **kwargs)
+        actor_hidden = out.last_hidden_state  # (B, T, H)
+        if self.critic_trunk is None:
+            return actor_hidden, actor_hidden, out.cache if use_cache else None
+        critic_out = self.critic_trunk(input_ids=input_ids, cache=critic_past, **kwargs)
+        past = (out.cache, critic_out.cache) if use_cache else None
+        return actor_hidden, critic_out.last_hidden_state, past
+
+    def heads(self, actor_hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map hidden states ``(..., H)`` to float32 ``logits (..., V)`` and ``values (...)``."""
+        logits = self.lm.get_output_embeddings()(actor_hidden).float()
+        values = self.value_head(critic_hidden.float()).squeeze(-1)
+        return logits, values
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        past_key_values: Any = None,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool = False,
+        logits_to_keep: int = 0,
+    ) -> LMOutput:
+        """Return logits and values for every position (or the last ``logits_to_keep``).
+
+        Args:
+            input_ids: ``(B, T)`` token ids (any dtype; cast to long).
+            attention_mask: ``(B, T)``, or ``(B, L + T)`` with ``L`` cached tokens.
+            past_key_values: A cache returned by an earlier call with ``use_cache=True``.
+            position_ids: ``(B, T)``; by default from the cumulative sum of ``attention_mask``.
+            use_cache: Return the updated cache in ``LMOutput.past_key_values``.
+            logits_to_keep: Keep only the last this many positions (0: all).
+        """
+        actor_hidden, critic_hidden, past = self.trunk(
+            input_ids, attention_mask, past_key_values, position_ids, use_cache
+        )
+        if logits_to_keep:
+            actor_hidden, critic_hidden = actor_hidden[:, -logits_to_keep:], critic_hidden[:, -logits_to_keep:]
+        logits, values = self.heads(actor_hidden, critic_hidden)
+        return LMOutput(logits=logits, values=values, past_key_values=past)
+
+    def _decoder(self) -> nn.Module:
+        # The LoRA layers live inside the base model's modules, so its decoder runs with them.
+        base = self.lm.get_base_model() if self.lora_config is not None else self.lm
+        return base.get_decoder()
+
+    # ------------------------------------------------------------------ reference policy
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[LMActorCritic]:
+        """Within this context the LM is the reference policy: LoRA adapters are disabled.
+
+        Only with ``lora``; without LoRA keep a frozen copy from :meth:`make_reference` instead.
+        """
+        if self.lora_config is None:
+            raise RuntimeError("reference() needs LoRA adapters (lora={...}); without them, use make_reference().")
+        with self.lm.disable_adapter():
+            yield self
+
+    def make_reference(self) -> nn.Module | None:
+        """Return a frozen copy of the LM (eval mode, no gradients), or ``None`` with LoRA.
+
+        With LoRA the reference is the base model, reached for free through :meth:`reference`.
+        Either way, pass the result to :meth:`reference_logits`, so trainers need no branch::
+
+            reference = actor_critic.make_reference()
+            ref_logits = actor_critic.reference_logits(input_ids, attention_mask, reference)
+        """
+        if self.lora_config is not None:
+            return None
+        return copy.deepcopy(self.lm).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def reference_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Return the reference policy's ``(B, T, V)`` float32 logits.
+
+        Args:
+            input_ids: ``(B, T)`` token ids.
+            attention_mask: ``(B, T)``.
+            reference: The frozen LM from :meth:`make_reference`; ``None`` (what it returns with
+                LoRA) uses :meth:`reference`.
+        """
+        input_ids, attention_mask = input_ids.long(), attention_mask.long()
+        if reference is None:
+            with self.reference():
+                return self.forward(input_ids, attention_mask).logits
+        positions = positions_from_mask(attention_mask)
+        return reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits.float()
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write the LM (or only its adapters), the heads, the tokenizer and the options to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.lm.save_pretrained(directory / "lm")
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory / "tokenizer")
+        heads = {k: v for k, v in self.state_dict().items() if not k.startswith("lm.")}
+        torch.save(heads, directory / _HEADS_FILE)
+        config = {
+            "model": self.model_spec,
+            "lora": self.lora_config,
+            "critic": self.critic,
+            "critic_layers": self.critic_layers,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
+        (directory / _CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        model: str | os.PathLike[str] | nn.Module | None = None,
+        device: str | torch.device | None = "auto",
+        dtype: torch.dtype | str | None = None,
+    ) -> LMActorCritic:
+        """Load what :meth:`save_pretrained` wrote.
+
+        Args:
+            directory: The folder.
+            model: With LoRA, the base model when it was an object (not a name or folder) at save time.
+            device: As in the constructor.
+            dtype: As in the constructor.
+        """
+        directory = Path(directory)
+        config_file = directory / _CONFIG_FILE
+        if not config_file.is_file():
+            raise FileNotFoundError(f"Expected {config_file} (written by LMActorCritic.save_pretrained), found none.")
+        config = json.loads(config_file.read_text())
+        tokenizer = directory / "tokenizer" if (directory / "tokenizer").is_dir() else None
+        kwargs = dict(
+            tokenizer=tokenizer,
+            critic=config["critic"],
+            critic_layers=config["critic_layers"],
+            gradient_checkpointing=config["gradient_checkpointing"],
+            device=device,
+            dtype=dtype,
+        )
+        if config["lora"] is None:
+            actor_critic = cls(directory / "lm", **kwargs)
+        else:
+            base = model if model is not None else config["model"]
+            if base is None:
+                raise ValueError(
+                    "These adapters were trained on a model object; pass it as from_pretrained(..., model=...)."
+                )
+            actor_critic = cls(base, lora=config["lora"], **kwargs)
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(
+                actor_critic.lm, load_peft_weights(str(directory / "lm"), device=str(actor_critic.device))
+            )
+        actor_critic.model_spec = config["model"]
+        heads = torch.load(directory / _HEADS_FILE, map_location=actor_critic.device, weights_only=True)
+        missing, unexpected = actor_critic.load_state_dict(heads, strict=False)
+        if unexpected or any(not k.startswith("lm.") for k in missing):
+            raise ValueError(
+                f"{directory / _HEADS_FILE} does not match this critic: missing {missing}, unexpected {unexpected}."
+            )
+        return actor_critic
+
+
+# ---------------------------------------------------------------------- helpers
+def _load_lm(model: str | os.PathLike[str] | nn.Module, device: Any, dtype: Any) -> nn.Module:
+    if isinstance(model, nn.Module):
+        if not hasattr(model, "get_output_embeddings"):
+            raise TypeError(f"model must be a transformers causal LM, got {type(model).__name__}.")
+        if device not in (None, "auto") or dtype is not None:
+            model = model.to(device=None if device in (None, "auto") else device, dtype=_dtype(dtype))
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a preset name, a folder or a PreTrainedModel, got {type(model).__name__}.")
+    from text_gym.models import load_model, resolve_device
+
+    device = torch.device(resolve_device("auto" if device is None else device))
+    dtype = _dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return load_model(model, device=device, dtype=dtype)
+
+
+def _load_tokenizer(tokenizer: Any) -> Any:
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from text_gym.tokenization import load_tokenizer
+
+        return load_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _logits_size(lm: nn.Module) -> int:
+    try:
+        from text_gym.models import model_logits_size
+
+        return int(model_logits_size(lm))
+    except ImportError:  # pragma: no cover - text_gym.models predates this helper in old trees
+        return int(lm.get_output_embeddings().weight.shape[0])
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return None
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"dtype must be a torch dtype or its name (e.g. 'bfloat16'), got {dtype!r}.")
+    return resolved
+
+
+def _add_lora(lm: nn.Module, lora: dict[str, Any]) -> nn.Module:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:  # pragma: no cover - peft ships with the agents extra
+        raise ImportError("LoRA needs peft: pip install 'text_gym[agents]' (or pip install peft).") from error
+    options = {"task_type": "CAUSAL_LM", "target_modules": "all-linear", **lora}
+    return get_peft_model(lm, LoraConfig(**options))
+
+
+def _copy_trunk(decoder: nn.Module, layers: int | None) -> nn.Module:
+    trunk = copy.deepcopy(decoder)
+    if layers is not None:
+        blocks = getattr(trunk, "layers", None)
+        if not isinstance(blocks, nn.ModuleList):
+            raise ValueError(f"critic_layers needs a decoder with a `layers` ModuleList, got {type(trunk).__name__}.")
+        if layers > len(blocks):
+            raise ValueError(f"critic_layers must be at most the {len(blocks)} layers of the LM, got {layers}.")
+        trunk.layers = blocks[:layers]
+        trunk.config.num_hidden_layers = layers
+        if isinstance(getattr(trunk.config, "layer_types", None), list):
+            trunk.config.layer_types = trunk.config.layer_types[:layers]
+    return trunk.requires_grad_(True)
+
+
+def _enable_checkpointing(module: nn.Module) -> None:
+    # use_reentrant=False: gradients reach LoRA adapters without enable_input_require_grads().
+    options = {"use_reentrant": False}
+    if hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.x
+        module.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+def _disable_dropout(module: nn.Module) -> None:
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = 0.0
+        for name in ("attention_dropout", "dropout"):
+            if isinstance(getattr(sub, name, None), float):
+                setattr(sub, name, 0.0)

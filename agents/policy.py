@@ -1,0 +1,328 @@
+"""``LMPolicy``: a causal language model as an SB3 actor-critic policy.
+
+Use it with stock Stable-Baselines3 and sb3-contrib algorithms::
+
+    from stable_baselines3 import PPO
+    from agents import LMPolicy
+
+    env = gym.make("TextGen-v0")                                   # SmolLM2 tokenizer
+    model = PPO(LMPolicy, env, learning_rate=1e-5, policy_kwargs={"model": "smollm2-135m"})
+    model.learn(10_000)
+
+``MaskablePPO(LMPolicy, env)`` works too: ``LMPolicy`` is registered as a virtual subclass of
+sb3-contrib's ``MaskableActorCriticPolicy`` and applies the masks it is given.
+
+What makes it fast:
+
+- Rollouts: SB3 calls the policy once per step with every env's whole observation. A
+  :class:`~agents.kv_cache.RolloutKVCache` keeps a KV cache row per env and runs only the token
+  appended since the last call, as ``model.generate`` does; resets and anything unexpected are
+  recomputed. The policy runs the chosen token right after choosing it, so the next step (and
+  SB3's value of a terminal observation) finds its outputs ready. The cache is cleared whenever the weights may change (``set_training_mode(True)``,
+  every optimizer step, ``load_state_dict``).
+- Training: ``evaluate_actions`` runs one forward pass per episode prefix present in the minibatch
+  (:func:`~agents.prefix.grouped_last_token_outputs`) instead of one per step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from agents.kv_cache import RolloutKVCache
+from agents.lm import LMActorCritic
+from agents.prefix import grouped_last_token_outputs, last_token_outputs
+
+OBS_KEYS: tuple[str, str] = ("input_ids", "attention_mask")
+
+
+class LMPolicy(ActorCriticPolicy):
+    """An actor-critic policy whose actor is a causal LM and whose critic is a value head.
+
+    The observation must be a ``Dict`` with ``"input_ids"`` and ``"attention_mask"`` Boxes (the
+    layout of :class:`~text_gym.envs.TextGenEnv`); SB3 hands them over as floats and the policy
+    casts them back to token ids. The action is the next token.
+
+    Checks at construction (the policy sees only the spaces, not the env):
+
+    - the observation space has that layout;
+    - the action space is ``Discrete(n)`` with ``n`` the model's logits size (a mismatch means the
+      env's tokenizer belongs to another model);
+    - when a tokenizer is known (``tokenizer=`` here, or the preset/folder named by ``model``), it
+      fits the model (:func:`text_gym.models.check_compatible`: enough logits, same eos) and its
+      vocabulary fits in the action space.
+
+    Args:
+        observation_space: From the algorithm.
+        action_space: From the algorithm.
+        lr_schedule: From the algorithm. LMs want small rates: about 1e-5 for full fine-tuning,
+            1e-4 for LoRA (SB3's 3e-4 default is far too high for a pretrained LM).
+        model: Preset name, local folder or ``PreTrainedModel``; the SmolLM2-135M-Instruct preset by default.
+        tokenizer: The env's tokenizer (preset, folder or object), for the checks above.
+        lora: ``peft.LoraConfig`` keyword arguments (e.g. ``{"r": 16}``), or ``None`` to train the whole LM.
+        gradient_checkpointing: Trade compute for memory in ``evaluate_actions``.
+        critic: ``"shared"`` (value head on the LM's last hidden state) or ``"separate"`` (a copy of
+            the trunk); see :class:`~agents.lm.LMActorCritic`.
+        critic_layers: Layers kept in a separate critic's trunk (``None``: all).
+        device: ``"auto"`` loads on CUDA when available (bfloat16 there). SB3 then moves the policy
+            to the algorithm's ``device``; keep both the same.
+        dtype: The LM's dtype; ``None``: bfloat16 on CUDA, float32 on CPU.
+        temperature: Logits are divided by it, for sampling and for the log-probabilities PPO
+            optimizes (so the ratio is of the policy that acted).
+        use_kv_cache: Reuse a per-env KV cache during rollouts (same outputs, much faster).
+        group_prefixes: Share one forward pass between steps of one episode in ``evaluate_actions``.
+        optimizer_class: As in SB3; only trainable parameters are optimized.
+        optimizer_kwargs: As in SB3; ``{"eps": 1e-5}`` for Adam by default, as in SB3.
+        use_sde: Passed by SB3's on-policy algorithms; must be ``False``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        model: str | os.PathLike[str] | nn.Module = "smollm2-135m",
+        tokenizer: Any = None,
+        lora: dict[str, Any] | None = None,
+        gradient_checkpointing: bool = False,
+        critic: Literal["shared", "separate"] = "shared",
+        critic_layers: int | None = None,
+        device: str | torch.device | None = "auto",
+        dtype: torch.dtype | str | None = None,
+        temperature: float = 1.0,
+        use_kv_cache: bool = True,
+        group_prefixes: bool = True,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        use_sde: bool = False,
+    ) -> None:
+        if use_sde:
+            raise ValueError("LMPolicy has a discrete action space: expected use_sde=False, got True.")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}.")
+        _check_observation_space(observation_space)
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"LMPolicy expects a Discrete action space over token ids, got {action_space}.")
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"eps": 1e-5} if optimizer_class is torch.optim.Adam else {}
+        # ActorCriticPolicy.__init__ would build an MLP feature pipeline that an LM does not use;
+        # BasePolicy sets up spaces, optimizer options and save/load, and the LM is built here.
+        BasePolicy.__init__(
+            self,
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=False,
+        )
+        self.lm_kwargs: dict[str, Any] = dict(
+            model=model,
+            tokenizer=tokenizer,
+            lora=lora,
+            gradient_checkpointing=gradient_checkpointing,
+            critic=critic,
+            critic_layers=critic_layers,
+            device=device,
+            dtype=dtype,
+        )
+        self.temperature = float(temperature)
+        self.use_kv_cache = use_kv_cache
+        self.group_prefixes = group_prefixes
+        self.use_sde = False
+        self.share_features_extractor = True
+        self.action_dist = CategoricalDistribution(int(action_space.n))
+        self.actor_critic = LMActorCritic(**self.lm_kwargs)
+        self._check_model(tokenizer)
+        self.kv_cache = RolloutKVCache()
+        self.optimizer = self.optimizer_class(
+            [p for p in self.parameters() if p.requires_grad], lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+        # Any optimizer step makes the cached keys and values stale.
+        self.optimizer.register_step_post_hook(lambda *_: self.kv_cache.clear())
+
+    # ------------------------------------------------------------------ checks
+    def _check_model(self, tokenizer: Any) -> None:
+        n, size = int(self.action_space.n), self.actor_critic.logits_size
+        if n != size:
+            raise ValueError(
+                f"The env's action space is Discrete({n}) but the model outputs {size} logits: expected the env's "
+                "tokenizer to belong to the model. Use the same preset for both (e.g. tokenizer='tiny' with model='tiny')."
+            )
+        known = self.actor_critic.tokenizer
+        if known is None:
+            return
+        from text_gym.models import check_compatible
+
+        check_compatible(self.actor_critic.lm, known)
+        if len(known) > n:
+            raise ValueError(f"Expected a tokenizer of at most {n} tokens for Discrete({n}), got {len(known)}.")
+
+    # ------------------------------------------------------------------ SB3 API
+    def forward(
+        self, obs: PyTorchObs, deterministic: bool = False, action_masks: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``actions (B,)``, ``values (B, 1)`` and ``log_prob (B,)`` for a rollout step."""
+        logits, values = self._last_token(obs, commit=True)
+        distribution = self._distribution(logits, action_masks)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        self._advance_cache(actions)
+        return actions, values[:, None], log_prob
+
+    def evaluate_actions(
+        self, obs: PyTorchObs, actions: torch.Tensor, action_masks: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``values (B, 1)``, ``log_prob (B,)`` and ``entropy (B,)`` of minibatch steps, with gradients."""
+        self.kv_cache.clear()
+        input_ids, attention_mask = _obs_tensors(obs)
+        if self.group_prefixes:
+            logits, values = grouped_last_token_outputs(self.actor_critic, input_ids, attention_mask)
+        else:
+            logits, values, _, _ = last_token_outputs(self.actor_critic, input_ids, attention_mask)
+        distribution = self._distribution(logits, action_masks)
+        return values[:, None], distribution.log_prob(actions.reshape(-1)), distribution.entropy()
+
+    def get_distribution(self, obs: PyTorchObs, action_masks: Any = None) -> CategoricalDistribution:
+        """Return the next-token distribution (temperature and masks applied)."""
+        logits, _ = self._last_token(obs, commit=True)
+        return self._distribution(logits, action_masks)
+
+    def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
+        """Return ``values (B, 1)``. Uses the rollout cache without changing it (SB3 calls this on
+        single terminal observations and on the last observations of a rollout)."""
+        return self._last_token(obs, commit=False)[1][:, None]
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False, action_masks: Any = None) -> torch.Tensor:
+        actions = self.get_distribution(observation, action_masks).get_actions(deterministic=deterministic)
+        self._advance_cache(actions)
+        return actions
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``, with sb3-contrib's ``action_masks`` argument."""
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)
+        with torch.no_grad():
+            actions = self._predict(obs_tensor, deterministic=deterministic, action_masks=action_masks)
+        actions = actions.cpu().numpy().reshape((-1, *self.action_space.shape))
+        return (actions if vectorized else actions.squeeze(axis=0)), state
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3 switches to training mode before updates, so the rollout cache is dropped then."""
+        super().set_training_mode(mode)
+        if mode:
+            self.kv_cache.clear()
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``nn.Module.state_dict``, without the frozen base weights when training LoRA adapters.
+
+        So ``model.save(path)`` stores the adapters and heads; loading rebuilds the base model from
+        ``model`` (presets and folders load the same weights every time).
+        """
+        state = super().state_dict(*args, **kwargs)
+        if self.actor_critic.lora_config is None:
+            return state
+        frozen = self._frozen_keys(kwargs.get("prefix", ""))
+        for key in [k for k in state if k in frozen]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict`` (accepting :meth:`state_dict`'s LoRA form); clears the rollout cache."""
+        self.kv_cache.clear()
+        if self.actor_critic.lora_config is None:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in self._frozen_keys()]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"Expected the keys of LMPolicy.state_dict(): missing {missing}, unexpected {result.unexpected_keys}."
+            )
+        return result
+
+    def _frozen_keys(self, prefix: str = "") -> set[str]:
+        return {prefix + name for name, p in self.named_parameters() if not p.requires_grad}
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = BasePolicy._get_constructor_parameters(self)
+        data.pop("normalize_images", None)
+        data.update(
+            lr_schedule=self._dummy_schedule,
+            temperature=self.temperature,
+            use_kv_cache=self.use_kv_cache,
+            group_prefixes=self.group_prefixes,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            **self.lm_kwargs,
+        )
+        return data
+
+    def reset_noise(self, n_envs: int = 1) -> None:
+        """No-op: SB3 calls it only with ``use_sde``, which a token policy does not have."""
+
+    # ------------------------------------------------------------------ internals
+    def _last_token(self, obs: PyTorchObs, commit: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids, attention_mask = _obs_tensors(obs)
+        if self.use_kv_cache and not torch.is_grad_enabled():
+            return self.kv_cache(self.actor_critic, input_ids, attention_mask, commit=commit)
+        logits, values, _, _ = last_token_outputs(self.actor_critic, input_ids, attention_mask)
+        return logits, values
+
+    def _advance_cache(self, actions: torch.Tensor) -> None:
+        # The env appends the chosen token, so its next observation is computed right away (see
+        # RolloutKVCache.advance); this also makes SB3's terminal-value requests free.
+        if self.use_kv_cache and not torch.is_grad_enabled():
+            self.kv_cache.advance(self.actor_critic, actions.reshape(-1))
+
+    def _distribution(self, logits: torch.Tensor, action_masks: Any) -> CategoricalDistribution:
+        if self.temperature != 1.0:
+            logits = logits / self.temperature  # (B, V)
+        if action_masks is not None:
+            masks = torch.as_tensor(action_masks, device=logits.device).reshape(logits.shape).bool()
+            logits = logits.masked_fill(~masks, torch.finfo(logits.dtype).min)
+        return self.action_dist.proba_distribution(action_logits=logits)
+
+
+def _obs_tensors(obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cast SB3's float observation back to ``(B, S)`` long ``input_ids`` and ``attention_mask``."""
+    if not isinstance(obs, dict):
+        raise TypeError(f"LMPolicy expects a dict observation with keys {list(OBS_KEYS)}, got {type(obs).__name__}.")
+    input_ids, attention_mask = (obs[key] for key in OBS_KEYS)
+    # Float32 holds integers exactly up to 2**24, far above any vocabulary; round against noise.
+    return input_ids.round().long(), attention_mask.round().long()
+
+
+def _check_observation_space(space: spaces.Space) -> None:
+    ok = isinstance(space, spaces.Dict) and all(isinstance(space.spaces.get(k), spaces.Box) for k in OBS_KEYS)
+    if not ok or space[OBS_KEYS[0]].shape != space[OBS_KEYS[1]].shape or len(space[OBS_KEYS[0]].shape) != 1:
+        raise ValueError(
+            f"LMPolicy expects a Dict observation space with 1-D Boxes {list(OBS_KEYS)} of equal shape "
+            f"(the TextGenEnv layout), got {space}."
+        )
+
+
+def _register_maskable() -> None:
+    # MaskablePPO accepts only subclasses of MaskableActorCriticPolicy; LMPolicy implements its
+    # interface (the action_masks arguments), so it is registered as a virtual subclass.
+    try:
+        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    except ImportError:  # sb3-contrib is optional
+        return
+    MaskableActorCriticPolicy.register(LMPolicy)
+
+
+_register_maskable()

@@ -1,0 +1,97 @@
+"""Outputs at the last real token of observations, and the shared-prefix trick for training.
+
+An SB3 minibatch holds single steps, but steps of one episode are prefixes of each other: the
+observation at step ``t`` is the one at step ``t + 1`` minus its last token. A causal LM's output
+at a position depends only on the tokens up to it, so one forward pass over the longest
+observation of an episode gives the outputs of all its shorter ones (gathered at their last
+positions). :func:`grouped_last_token_outputs` does that; :func:`last_token_outputs` is the naive
+path (one sequence per row), which it must match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from agents.lm import LMActorCritic
+
+
+def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens to the right end (order kept) and drop all-padding columns.
+
+    Positions come from the mask's cumulative sum, so a causal LM gives the same outputs for the
+    real tokens; the last column then holds every row's last real token.
+
+    >>> left_align(torch.tensor([[0, 5, 6, 0]]), torch.tensor([[0, 1, 1, 0]]))[0].tolist()
+    [[5, 6]]
+    """
+    mask = attention_mask.long()
+    order = torch.argsort(mask, dim=1, stable=True)  # (B, S): padding first, then real tokens in order
+    ids, mask = input_ids.long().gather(1, order), mask.gather(1, order)
+    width = max(int(mask.sum(1).max()), 1)
+    return ids[:, -width:], mask[:, -width:]  # (B, W)
+
+
+def last_token_outputs(
+    actor_critic: LMActorCritic, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_cache: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor]:
+    """Run each observation whole; return ``logits (B, V)`` and ``values (B,)`` at its last real token.
+
+    Also returns the KV cache (``use_cache=True``, else ``None``) and its ``(B, W)`` attention mask.
+    """
+    ids, mask = left_align(input_ids, attention_mask)
+    out = actor_critic(ids, mask, use_cache=use_cache, logits_to_keep=1)
+    return out.logits[:, -1], out.values[:, -1], out.past_key_values, mask
+
+
+def group_by_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Assign each observation to a longest observation that extends it.
+
+    Row ``r`` extends row ``c`` when ``c``'s real tokens sit at the same slots in ``r`` and ``r``
+    has no other real token before ``c``'s last one, so ``c``'s real tokens are the first ones of
+    ``r``'s. Identical rows extend each other; the lowest index represents them.
+
+    Args:
+        input_ids: ``(B, S)`` observations.
+        attention_mask: ``(B, S)``.
+
+    Returns:
+        ``roots (G,)``: the rows that no other row extends (strictly), and ``group (B,)``: for each
+        row, the index into ``roots`` of a root that extends it.
+    """
+    ids, mask = input_ids.long(), attention_mask.long()
+    batch, width = mask.shape
+    lengths = mask.sum(1)  # (B,)
+    last = (mask * torch.arange(1, width + 1, device=mask.device)).amax(1)  # (B,) 1-based, 0 if empty
+    upto_last = torch.arange(width, device=mask.device)[None, :] < last[:, None]  # (B, S): slots up to each row's last
+    # extends[c, r]: row r extends row c. Shapes broadcast to (B_c, B_r, S).
+    same_tokens = ((ids[:, None] == ids[None]) | (mask[:, None] == 0)).all(-1)
+    same_slots = ((mask[:, None] == mask[None]) | ~upto_last[:, None]).all(-1)
+    covers = (mask[None] >= mask[:, None]).all(-1)
+    extends = same_tokens & same_slots & covers  # (B_c, B_r)
+    index = torch.arange(batch, device=mask.device)
+    longer = (lengths[None] > lengths[:, None]) | ((lengths[None] == lengths[:, None]) & (index[None] < index[:, None]))
+    strictly = extends & longer  # strictly[c, r]: r extends c and ranks above it
+    roots = (~strictly.any(1)).nonzero().squeeze(1)  # (G,)
+    # Each row's first root that extends it; a row extends itself, so roots map to themselves.
+    group = extends[:, roots].float().argmax(1)  # (B,)
+    return roots, group
+
+
+def grouped_last_token_outputs(
+    actor_critic: LMActorCritic, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`last_token_outputs` (without a cache), with one forward pass per prefix group.
+
+    Returns:
+        ``logits (B, V)`` and ``values (B,)``, differentiable.
+    """
+    ids, mask = input_ids.long(), attention_mask.long()
+    roots, group = group_by_prefix(ids, mask)
+    root_ids, root_mask = left_align(ids[roots], mask[roots])  # (G, W)
+    actor_hidden, critic_hidden, _ = actor_critic.trunk(root_ids, root_mask)  # (G, W, H)
+    # A row's last token is token number len(row) of its root, which left_align put at this column:
+    width, root_len = root_mask.shape[1], root_mask.sum(1)  # (G,)
+    column = width - root_len[group] + mask.sum(1) - 1  # (B,)
+    return actor_critic.heads(actor_hidden[group, column], critic_hidden[group, column])  # (B, V), (B,)

@@ -1,0 +1,456 @@
+"""What SequencePPO and GRPO share: the SB3-shaped API, the rollout/update loop, saving, devices.
+
+A trainer here looks like a Stable-Baselines3 algorithm from the outside (``learn``, ``predict``,
+``save``/``load``, ``get_env``, ``logger``, ``num_timesteps``, SB3 callbacks) but does its work on
+whole sequences: :func:`agents.rollout.collect_rollout` plays one episode per sub-env with a KV
+cache, and each update epoch scores every episode with one forward pass. Subclasses provide
+``_prepare(batch)`` (advantages and the like, under ``no_grad``) and ``_loss(batch, ...)`` (the loss
+of one micro-batch), as SB3's ``PPO`` overrides ``train`` on top of ``OnPolicyAlgorithm``.
+
+One timestep is one env step, i.e. one generated token, as in SB3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections import defaultdict, deque
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.utils import set_random_seed
+
+from agents.rollout import (
+    EnvSpec,
+    RolloutBatch,
+    collect_rollout,
+    env_attributes,
+    make_vec_env,
+    position_ids_from_mask,
+    score_tokens,
+)
+from agents.trainer_utils import (
+    TokenProgressBar,
+    TrainerConfig,
+    build_actor_critic,
+    jsonable,
+    read_archive,
+    resolve_device,
+    write_archive,
+)
+
+__all__ = ["TrainerBase", "TrainerConfig"]
+
+
+class TrainerBase:
+    """The SB3-shaped shell of a sequence-level trainer; see the module docstring.
+
+    Args:
+        policy: ``agents.LMPolicy`` (the model then comes from ``policy_kwargs["model"]``), a model
+            preset name or path (``"tiny"``, ``"smollm2-135m"``), or an ``LMActorCritic``.
+        env: A TextGen env, a Gymnasium vector env of them, an env id, or an env factory.
+        policy_kwargs: For ``LMActorCritic``: ``model``, ``lora``, ``gradient_checkpointing``...
+        env_kwargs: For ``gym.make`` when ``env`` is an id (``tokenizer=``, ``max_new_tokens=``...).
+        tensorboard_log: Folder for TensorBoard logs (as in SB3), or None.
+        verbose: 0 silent, 1 SB3's stdout table per iteration.
+        seed: Seeds python, numpy and torch, the env resets and token sampling.
+        device: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda"``...
+        accelerator: An ``accelerate.Accelerator`` for several processes (see ``agents.train``), or
+            None for one process.
+        **kwargs: Fields of the trainer's config dataclass (``config_class``).
+    """
+
+    config_class: ClassVar[type[TrainerConfig]] = TrainerConfig
+    uses_critic: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        *,
+        policy_kwargs: dict[str, Any] | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int = 1,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        accelerator: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.config = self.config_class(**kwargs)
+        self.policy_kwargs = dict(policy_kwargs or {})
+        self.env_kwargs = dict(env_kwargs or {})
+        self.tensorboard_log, self.verbose, self.seed = tensorboard_log, verbose, seed
+        self.accelerator = accelerator
+        self.device = torch.device(accelerator.device) if accelerator is not None else resolve_device(device)
+        rank = accelerator.process_index if accelerator is not None else 0
+        if seed is not None:
+            set_random_seed(seed + rank)
+        self._np_random = np.random.default_rng(None if seed is None else seed + rank)
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(int(self._np_random.integers(2**31)))
+
+        self.policy = build_actor_critic(policy, self.policy_kwargs, device=self.device)
+        self.env: gym.vector.VectorEnv | None = None
+        self.env_spec: EnvSpec | None = None
+        if env is not None:
+            self.set_env(env)
+        self.bf16 = self.config.bf16 if self.config.bf16 is not None else (self.device.type == "cuda" and torch.cuda.is_bf16_supported())
+        self.autocast_dtype = torch.bfloat16 if self.bf16 else None
+        if not self.uses_critic:  # no gradient would reach the critic (and DDP rejects unused parameters)
+            for module in (self.policy.value_head, self.policy.critic_trunk):
+                if module is not None:
+                    module.requires_grad_(False)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
+        self._train_model: torch.nn.Module = self.policy
+        self._reference: torch.nn.Module | None = None
+        if accelerator is not None:
+            self._train_model, self.optimizer = accelerator.prepare(self.policy, self.optimizer)
+
+        self.num_timesteps = 0
+        self._total_timesteps = 0
+        self._n_updates = 0
+        self.iteration = 0
+        self._current_progress_remaining = 1.0
+        self.ep_info_buffer: deque[float] = deque(maxlen=self.config.stats_window_size)
+        self.ep_len_buffer: deque[int] = deque(maxlen=self.config.stats_window_size)
+        self._logger: Logger | None = None
+        self._custom_logger = False
+        self.history: list[dict[str, float]] = []  # one row per iteration: what was logged
+
+    # ------------------------------------------------------------------ SB3 API
+    def set_env(self, env: Any) -> None:
+        """Use ``env`` for the next rollouts (wrapped into a vector env of ``n_envs`` when needed)."""
+        self.env = make_vec_env(env, self.config.n_envs, env_kwargs=self.env_kwargs)
+        self.env_spec = env_attributes(self.env)
+        self._check_env(self.env)
+
+    def _check_env(self, env: gym.vector.VectorEnv) -> None:
+        """Hook for subclasses (GRPO checks that groups fit)."""
+
+    def get_env(self) -> gym.vector.VectorEnv | None:
+        """The training vector env (what SB3 callbacks read as ``training_env``)."""
+        return self.env
+
+    def get_vec_normalize_env(self) -> None:
+        """Always None: there is no VecNormalize here (SB3 callbacks ask)."""
+        return None
+
+    @property
+    def logger(self) -> Logger:
+        """SB3's logger; stdout by default, plus TensorBoard when ``tensorboard_log`` is set."""
+        if self._logger is None:
+            formats = ["stdout"] if self.verbose >= 1 and self._is_main else []
+            if self.tensorboard_log and self._is_main:
+                formats.append("tensorboard")
+            folder = os.path.join(self.tensorboard_log, type(self).__name__) if self.tensorboard_log else None
+            self._logger = configure(folder, formats)
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        """Use an SB3 ``Logger``, e.g. ``configure(folder, ["stdout", "csv", "tensorboard"])``."""
+        self._logger, self._custom_logger = logger, True
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> TrainerBase:
+        """Alternate rollouts and updates until ``total_timesteps`` tokens have been generated.
+
+        Args:
+            total_timesteps: Generated tokens (env steps) to train for.
+            callback: An SB3 callback, a list of them, or a function ``(locals, globals) -> bool``.
+            log_interval: Dump the logger every this many iterations.
+            tb_log_name: Unused (the TensorBoard folder is fixed by ``tensorboard_log``); SB3 signature.
+            reset_num_timesteps: Count from zero; False continues the count of a previous ``learn``.
+            progress_bar: Show a tqdm bar over tokens.
+
+        Returns:
+            self
+        """
+        del tb_log_name
+        if self.env is None:
+            raise ValueError("expected an env to learn on, got None: pass one to the constructor or call set_env(env).")
+        if reset_num_timesteps:
+            self.num_timesteps, self.iteration = 0, 0
+        total_timesteps = int(total_timesteps) + (0 if reset_num_timesteps else self.num_timesteps)
+        self._total_timesteps = total_timesteps
+        callback = self._init_callback(callback, progress_bar)
+        self._start_time = time.perf_counter()
+        start_steps = self.num_timesteps
+        callback.on_training_start(locals(), globals())
+        while self.num_timesteps < total_timesteps:
+            callback.on_rollout_start()
+            t0 = time.perf_counter()
+            batch = self._collect(callback)
+            if batch is None:  # a callback asked to stop
+                break
+            rollout_s = time.perf_counter() - t0
+            self._record_episodes(batch)
+            callback.update_locals(locals())
+            callback.on_rollout_end()
+            self.iteration += 1
+            self._current_progress_remaining = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
+            t1 = time.perf_counter()
+            stats = self.train(batch)
+            update_s = time.perf_counter() - t1
+            self._log_iteration(batch, stats, rollout_s, update_s, start_steps)
+            if log_interval and self.iteration % log_interval == 0:
+                self.logger.dump(step=self.num_timesteps)
+        callback.on_training_end()
+        return self
+
+    def _init_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
+        # As SB3's BaseAlgorithm._init_callback, with a bar that counts tokens.
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        if not isinstance(callback, BaseCallback):
+            callback = ConvertCallback(callback)
+        if progress_bar and self._is_main:
+            callback = CallbackList([callback, TokenProgressBar()])
+        callback.init_callback(self)  # type: ignore[arg-type]
+        return callback
+
+    def _collect(self, callback: BaseCallback) -> RolloutBatch | None:
+        def on_step(step_locals: dict[str, Any]) -> bool:
+            self.num_timesteps += int(step_locals["alive"].sum())
+            callback.update_locals(step_locals)
+            return bool(callback.on_step())
+
+        self.policy.eval()
+        return collect_rollout(
+            self.policy,
+            self.env,
+            self.env_spec,
+            seeds=self._reset_seeds(self.env.num_envs),
+            temperature=self.config.temperature,
+            generator=self._generator,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            on_step=on_step,
+            with_values=self.uses_critic,
+            group_size=self._prompt_group,
+        )
+
+    @property
+    def _prompt_group(self) -> int:
+        """Consecutive envs that share a prompt (GRPO's group size), so its forward is shared."""
+        return 1
+
+    def _reset_seeds(self, num_envs: int) -> list[int]:
+        """Per-env reset seeds for the next rollout (GRPO repeats one per group)."""
+        return [int(s) for s in self._np_random.integers(2**31, size=num_envs)]
+
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Next token for each observation (SB3's signature; ``state`` is passed through).
+
+        Each call runs the model over the whole observed sequence, as SB3's ``evaluate_policy``
+        expects; training and :func:`agents.train.evaluate` use the KV-cached rollout instead.
+        """
+        del episode_start
+        ids = torch.as_tensor(np.asarray(observation["input_ids"]), device=self.device).long()
+        mask = torch.as_tensor(np.asarray(observation["attention_mask"]), device=self.device).long()
+        single = ids.dim() == 1
+        ids, mask = (ids[None], mask[None]) if single else (ids, mask)  # (B, L)
+        # Keep the columns from the first real token to the last: the reply's tail is padding.
+        used = mask.any(0).nonzero()
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        ids, mask = ids[:, lo:hi], mask[:, lo:hi]
+        last = hi - lo - 1 - mask.flip(1).argmax(1)  # (B,) index of each row's last real token
+        self.policy.eval()
+        with self._autocast():
+            out = self.policy(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask))
+        logits = out.logits[torch.arange(len(ids)), last, : self._vocab_limit].float() / self.config.temperature
+        if deterministic:
+            actions = logits.argmax(-1)
+        else:
+            actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=self._generator).squeeze(-1)
+        actions_np = actions.cpu().numpy()
+        return (actions_np[0] if single else actions_np), state
+
+    @property
+    def _vocab_limit(self) -> int:
+        return self.env_spec.vocab_limit if self.env_spec is not None else 1 << 62
+
+    # ------------------------------------------------------------------ update machinery
+    def train(self, batch: RolloutBatch) -> dict[str, float]:
+        """One update on a rollout: ``_prepare`` it, then ``n_epochs`` of minibatch steps."""
+        with torch.no_grad():
+            prepared = self._prepare(batch)
+        self.policy.train()
+        self._set_lr(self._lr(self._current_progress_remaining))
+        cfg = self.config
+        n = len(batch)
+        batch_size = min(cfg.batch_size or n, n)
+        micro = min(cfg.micro_batch_size or batch_size, batch_size)
+        stats: dict[str, list[float]] = defaultdict(list)
+        cpu_gen = torch.Generator().manual_seed(int(self._np_random.integers(2**31)))
+        stop = False
+        for _ in range(cfg.n_epochs):
+            # Shuffle whole prompt groups, so micro-batches keep groups together (see _prompt_group).
+            unit = self._prompt_group if n % self._prompt_group == 0 else 1
+            order = (torch.randperm(n // unit, generator=cpu_gen)[:, None] * unit + torch.arange(unit)).flatten()
+            for start in range(0, n, batch_size):
+                rows = order[start : start + batch_size]
+                norm = {"tokens": float(batch.response_mask[rows.to(self.device)].sum().clamp(min=1)), "episodes": float(len(rows))}
+                self.optimizer.zero_grad(set_to_none=True)
+                for part in rows.split(micro):
+                    loss, info = self._loss(batch.select(part), norm)
+                    (self.accelerator.backward(loss) if self.accelerator is not None else loss.backward())
+                    for key, value in info.items():
+                        stats[key].append(value)
+                params = [p for p in self.policy.parameters() if p.requires_grad]
+                if self.accelerator is not None:
+                    grad_norm = self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                else:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                stats["grad_norm"].append(float(grad_norm))
+                self.optimizer.step()
+                self._n_updates += 1
+                stop = self._early_stop(stats)
+                if stop:
+                    break
+            if stop:
+                break
+        return {**prepared, **{key: float(np.mean(values)) for key, values in stats.items()}}
+
+    def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
+        """Fill ``batch.extra`` with what ``_loss`` needs (advantages...); return stats to log. Under no_grad."""
+        raise NotImplementedError
+
+    def _loss(self, batch: RolloutBatch, norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one micro-batch, already divided by the minibatch's ``norm`` (tokens, episodes)."""
+        raise NotImplementedError
+
+    def _early_stop(self, stats: dict[str, list[float]]) -> bool:
+        """Hook: stop the epochs early (SB3's ``target_kl``)."""
+        return False
+
+    def _score(self, batch: RolloutBatch, model: Any = None, with_values: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One forward over prompt + reply: log-probs ``(B, T)``, values ``(B, T)`` or None, entropy ``(B, T)``."""
+        with self._autocast():
+            return score_tokens(
+                model if model is not None else self._train_model,
+                batch,
+                temperature=self.config.temperature,
+                vocab_limit=self._vocab_limit,
+                with_values=with_values,
+                group_size=self._prompt_group if self.accelerator is None else 1,
+            )
+
+    @torch.no_grad()
+    def _reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
+        """Reply log-probs ``(B, T)`` under the reference policy, scored in micro-batches.
+
+        With LoRA the reference is the same LM with its adapters disabled (no second copy);
+        otherwise a frozen copy made on first use.
+        """
+        if self.policy.lora_config is not None:
+            context, model = self.policy.reference(), self.policy
+        else:
+            if self._reference is None:
+                self._reference = self.policy.make_reference()
+            context, model = contextlib.nullcontext(), self._reference
+        n, width = len(batch), batch.response_ids.shape[1]
+        step = self.config.micro_batch_size or self.config.batch_size or n
+        parts = []
+        with context:
+            for rows in torch.arange(n).split(step):
+                logprobs, _, _ = self._score(batch.select(rows), model=model)
+                parts.append(torch.nn.functional.pad(logprobs, (0, width - logprobs.shape[1])))
+        return torch.cat(parts) * batch.response_mask
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _lr(self, progress_remaining: float) -> float:
+        lr = self.config.learning_rate
+        return float(lr(progress_remaining)) if callable(lr) else float(lr)
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.logger.record("train/learning_rate", lr)
+
+    # ------------------------------------------------------------------ logging
+    @property
+    def _is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def _record_episodes(self, batch: RolloutBatch) -> None:
+        self.ep_info_buffer.extend(batch.returns.tolist())
+        self.ep_len_buffer.extend(batch.lengths.tolist())
+
+    def _log_iteration(self, batch: RolloutBatch, stats: dict[str, float], rollout_s: float, update_s: float, start_steps: int) -> None:
+        elapsed = max(time.perf_counter() - self._start_time, 1e-9)
+        tokens = int(batch.lengths.sum())
+        row = {
+            "rollout/ep_rew_mean": float(np.mean(self.ep_info_buffer)),
+            "rollout/ep_len_mean": float(np.mean(self.ep_len_buffer)),
+            "rollout/batch_rew_mean": float(batch.returns.mean()),
+            "time/iterations": self.iteration,
+            "time/fps": int((self.num_timesteps - start_steps) / elapsed),
+            "time/tokens_per_s_iteration": tokens / max(rollout_s + update_s, 1e-9),
+            "time/rollout_s": rollout_s,
+            "time/update_s": update_s,
+            "time/time_elapsed": int(elapsed),
+            "time/total_timesteps": self.num_timesteps,
+            "train/n_updates": self._n_updates,
+            **{f"train/{key}": value for key, value in stats.items()},
+        }
+        for key, value in row.items():
+            self.logger.record(key, value)
+        self.history.append({key: float(value) for key, value in row.items()})
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a ``.zip`` with the model (``save_pretrained``), the config and the step count.
+
+        Only the main process writes under ``accelerate``. Optimizer state is not saved (as TRL's
+        ``save_model``); a resumed run restarts Adam's moments.
+        """
+        if not self._is_main:
+            return
+        state = {
+            "class": type(self).__name__,
+            "config": {k: v for k, v in dataclasses.asdict(self.config).items() if not callable(v)},
+            "num_timesteps": self.num_timesteps,
+            "iteration": self.iteration,
+            "env_kwargs": jsonable(self.env_kwargs),
+        }
+        write_archive(path, self.policy, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> TrainerBase:
+        """Rebuild a trainer saved by :meth:`save`; ``kwargs`` override the saved config."""
+        model, state = read_archive(path, resolve_device(device))
+        if state["class"] != cls.__name__:
+            raise ValueError(f"expected a saved {cls.__name__}, got a saved {state['class']} in {path}.")
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        config = {**state["config"], **{k: v for k, v in kwargs.items() if k in fields}}
+        others = {k: v for k, v in kwargs.items() if k not in fields}
+        others.setdefault("env_kwargs", state.get("env_kwargs") or None)
+        trainer = cls(model, env, device=device, **others, **config)
+        trainer.num_timesteps, trainer.iteration = state["num_timesteps"], state["iteration"]
+        return trainer

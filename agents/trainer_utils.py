@@ -1,0 +1,177 @@
+"""The pieces around a trainer: its base config, the model it trains, its save archive, a progress bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+__all__ = ["TokenProgressBar", "TrainerConfig", "build_actor_critic", "read_archive", "resolve_device", "write_archive"]
+
+Schedule = Callable[[float], float]
+
+# LMActorCritic options that may ride in policy_kwargs (LMPolicy's own extras are ignored here).
+_ACTOR_CRITIC_KWARGS = ("lora", "gradient_checkpointing", "critic", "critic_layers", "dtype", "tokenizer", "disable_dropout")
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Hyperparameters shared by the sequence-level trainers (SB3 names where SB3 has one)."""
+
+    learning_rate: float | Schedule = 1e-5
+    """Adam step size, or a function of the remaining progress (1 -> 0), as in SB3."""
+    n_envs: int = 8
+    """Sub-envs when the env is given as an id or a single env: episodes per rollout."""
+    n_epochs: int = 1
+    """Passes over each rollout. One is the usual choice for LMs (TRL's default too)."""
+    batch_size: int | None = None
+    """Episodes per optimizer step (a minibatch); None means the whole rollout."""
+    micro_batch_size: int | None = None
+    """Episodes per forward pass; gradients accumulate up to ``batch_size``. None: ``batch_size``."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm."""
+    temperature: float = 1.0
+    """Sampling temperature, applied alike at rollout and update time so ratios stay exact."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    bf16: bool | None = None
+    """bf16 autocast for forwards; None: on CUDA when the GPU supports it, off on CPU."""
+    stats_window_size: int = 100
+    """Episodes averaged in ``rollout/ep_rew_mean``, as in SB3."""
+
+    def __post_init__(self) -> None:
+        _check_int(self, "n_envs", self.n_envs)
+        _check_int(self, "n_epochs", self.n_epochs)
+        _check_int(self, "stats_window_size", self.stats_window_size)
+        for name in ("batch_size", "micro_batch_size"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(self, name, value)
+        if not callable(self.learning_rate) and not float(self.learning_rate) > 0:
+            raise ValueError(f"learning_rate: expected a positive float or a schedule, got {self.learning_rate!r}.")
+        for name in ("max_grad_norm", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a positive float, got {getattr(self, name)!r}.")
+        if self.batch_size and self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size must be a multiple of micro_batch_size, got {self.batch_size} and {self.micro_batch_size}."
+            )
+
+
+def _check_int(config: Any, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{type(config).__name__}.{name}: expected a positive int, got {value!r}.")
+
+
+class TokenProgressBar(BaseCallback):
+    """A tqdm bar over generated tokens (SB3's own bar assumes every sub-env steps every time)."""
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="tok", dynamic_ncols=True)
+        self._seen = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        self._bar.update(self.model.num_timesteps - self._seen)
+        self._seen = self.model.num_timesteps
+        return True
+
+    def _on_rollout_end(self) -> None:
+        ep = self.model.ep_info_buffer
+        if ep:
+            self._bar.set_postfix(reward=f"{np.mean(ep):.3f}", refresh=False)
+
+    def _on_training_end(self) -> None:
+        self._bar.close()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch.device) -> Any:
+    """Turn SB3's first argument into an ``agents.lm.LMActorCritic`` on ``device``.
+
+    Accepted: an ``LMActorCritic``; a model preset name or folder; or a policy class such as
+    ``agents.LMPolicy`` (or an instance of one), with the model in ``policy_kwargs["model"]`` (a
+    name, a folder, a transformers model or an ``LMActorCritic``; SmolLM2-135M by default, as in
+    ``LMPolicy``). The ``policy_kwargs`` that ``LMActorCritic`` takes (``lora``,
+    ``gradient_checkpointing``, ``critic``...) are passed on; LMPolicy's SB3-only options
+    (``temperature``, ``use_kv_cache``...) are ignored: the trainer's own keyword arguments rule.
+    Weights load in float32 unless ``policy_kwargs["dtype"]`` says otherwise: on CUDA the
+    trainers compute in bf16 under autocast and keep float32 master weights.
+    """
+    from agents.lm import LMActorCritic
+
+    if isinstance(policy, LMActorCritic):
+        return policy.to(device)
+    if isinstance(policy, (str, os.PathLike)):
+        model = policy
+    elif isinstance(policy, type) or isinstance(policy, torch.nn.Module):
+        model = policy_kwargs.get("model")
+        if model is None and isinstance(policy, torch.nn.Module):
+            model = next((m for m in policy.modules() if isinstance(m, LMActorCritic)), None)
+        if model is None:
+            model = "smollm2-135m"  # LMPolicy's default
+    else:
+        raise TypeError(
+            f"policy: expected agents.LMPolicy, a model preset name or folder, or an LMActorCritic, got {type(policy).__name__}."
+        )
+    if isinstance(model, LMActorCritic):
+        return model.to(device)
+    kwargs = {k: policy_kwargs[k] for k in _ACTOR_CRITIC_KWARGS if k in policy_kwargs}
+    kwargs.setdefault("dtype", torch.float32)
+    return LMActorCritic(model, device=device, **kwargs)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` when JSON can store it, else None (an env kwarg such as a reward function)."""
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return None
+
+
+def write_archive(path: str | os.PathLike[str], policy: Any, state: dict[str, Any]) -> Path:
+    """Zip ``policy.save_pretrained`` (under ``model/``) and ``state`` (``trainer.json``) into ``path``."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        path = path.with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        policy.save_pretrained(os.path.join(tmp, "model"))
+        Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:  # weights do not compress
+            for file in sorted(Path(tmp).rglob("*")):
+                if file.is_file():
+                    archive.write(file, file.relative_to(tmp))
+    return path
+
+
+def read_archive(path: str | os.PathLike[str], device: torch.device) -> tuple[Any, dict[str, Any]]:
+    """Return the ``LMActorCritic`` (float32) and the state that :func:`write_archive` stored."""
+    from agents.lm import LMActorCritic
+
+    path = Path(path)
+    if not path.exists() and path.with_suffix(".zip").exists():
+        path = path.with_suffix(".zip")
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(tmp)
+        state = json.loads(Path(tmp, "trainer.json").read_text())
+        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
+    return model, state

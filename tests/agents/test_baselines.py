@@ -1,0 +1,107 @@
+"""Baseline agents complete episodes through the env; the reference agent reaches BLEU 1.0."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import text_gym  # noqa: F401  (registers the environments)
+from agents.baselines import (
+    BeamSearchLMAgent,
+    GreedyLMAgent,
+    RandomAgent,
+    ReferenceAgent,
+    SamplingLMAgent,
+    _top_k_top_p,
+    run_episodes,
+)
+
+ECHO = {"tokenizer": "tiny", "max_new_tokens": 6, "max_prompt_tokens": 16}
+
+
+def echo_env() -> gym.Env:
+    return gym.make("TextGen-EchoLetter-v0", **ECHO)
+
+
+AGENTS = {
+    "random": lambda env: RandomAgent(env.action_space, seed=0),
+    "greedy": lambda env: GreedyLMAgent("tiny", device="cpu"),
+    "sampling": lambda env: SamplingLMAgent("tiny", temperature=0.8, top_k=20, top_p=0.9, seed=0, device="cpu"),
+    "beam": lambda env: BeamSearchLMAgent("tiny", num_beams=3, device="cpu"),
+    "reference": lambda env: ReferenceAgent(env),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_agent_completes_episodes_with_the_env_reward(name):
+    env = echo_env()
+    results = run_episodes(
+        env, AGENTS[name](env), n_episodes=3, seed=0, deterministic=False, use_masks=name == "random"
+    )
+    assert len(results) == 3
+    for result in results:
+        assert 1 <= result["length"] <= ECHO["max_new_tokens"]
+        assert result["return"] == pytest.approx(result["scores"]["reward"])  # sparse: the final score
+
+
+def test_reference_agent_scores_bleu_one():
+    env = gym.make("TextGen-Copy-v0", tokenizer="tiny", max_new_tokens=48, max_prompt_tokens=56)
+    results = run_episodes(env, ReferenceAgent(env), n_episodes=5, seed=0)
+    assert [r["scores"]["bleu"] for r in results] == [1.0] * 5
+    assert all(r["text"] == r["references"][0] for r in results)
+
+
+def test_reference_agent_needs_the_reset_info():
+    env = echo_env()
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="reset"):
+        ReferenceAgent(env).predict(obs)
+
+
+def test_beam_search_with_one_beam_is_greedy():
+    env = echo_env()
+    greedy = run_episodes(env, GreedyLMAgent("tiny", device="cpu"), n_episodes=2, seed=1)
+    beam = run_episodes(env, BeamSearchLMAgent("tiny", num_beams=1, device="cpu"), n_episodes=2, seed=1)
+    assert [r["text"] for r in beam] == [r["text"] for r in greedy]
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy():
+    env = echo_env()
+    obs, _ = env.reset(seed=0)
+    first = [SamplingLMAgent("tiny", seed=3, device="cpu").predict(obs)[0] for _ in range(2)]
+    assert first[0] == first[1]
+    greedy = GreedyLMAgent("tiny", device="cpu").predict(obs)[0]
+    assert SamplingLMAgent("tiny", top_k=1, seed=5, device="cpu").predict(obs)[0] == greedy
+
+
+def test_top_k_top_p_filtering():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(_top_k_top_p(logits, 2, 1.0)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(_top_k_top_p(logits, 0, 0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(_top_k_top_p(logits, 0, 0.5)).tolist() == [[False, True, True, True]]
+
+
+def test_batched_predict_on_a_vector_env():
+    env = DummyVecEnv([echo_env] * 3)
+    obs = env.reset()
+    for agent in (GreedyLMAgent("tiny", device="cpu"), RandomAgent(env.action_space, seed=0)):
+        actions, state = agent.predict(obs)
+        assert actions.shape == (3,) and state is None
+        assert np.all((0 <= actions) & (actions < env.action_space.n))
+
+
+def test_beam_search_handles_identical_rows_in_a_batch():
+    env = echo_env()
+    obs, _ = env.reset(seed=0)
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    agent = BeamSearchLMAgent("tiny", num_beams=2, device="cpu")
+    first = agent.act(batch)
+    assert first[0] == first[1]
+    # Both envs append the planned token; the plan goes on.
+    free = int(np.flatnonzero(obs["attention_mask"])[-1]) + 1  # the first reply slot
+    batch["input_ids"][:, free], batch["attention_mask"][:, free] = first, 1
+    second = agent.act(batch)
+    assert second[0] == second[1]
