@@ -9,6 +9,9 @@
 
       model = PPO(LMPolicy, env, policy_kwargs={"model": "smollm2-135m"})
 
+- ``SequencePPO`` and ``GRPO`` (:mod:`agents.sequence_ppo`, :mod:`agents.grpo`): sequence-level
+  trainers with the SB3 API that decode whole episodes with one batched KV cache; the command
+  line ``python -m agents.train`` trains and evaluates one.
 - Baseline agents (:mod:`agents.baselines`): ``RandomAgent``, ``GreedyLMAgent``,
   ``SamplingLMAgent``, ``BeamSearchLMAgent`` and ``ReferenceAgent``.
 
@@ -32,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "BeamSearchLMAgent": "agents.baselines",
     "ReferenceAgent": "agents.baselines",
     "run_episodes": "agents.baselines",
+    "GRPO": "agents.grpo",
+    "GRPOConfig": "agents.grpo",
+    "SequencePPO": "agents.sequence_ppo",
+    "SequencePPOConfig": "agents.sequence_ppo",
 }
 
 if TYPE_CHECKING:
@@ -44,9 +51,11 @@ if TYPE_CHECKING:
         SamplingLMAgent,
         run_episodes,
     )
+    from agents.grpo import GRPO, GRPOConfig
     from agents.kv_cache import RolloutKVCache
     from agents.lm import LMActorCritic, LMOutput
     from agents.policy import LMPolicy
+    from agents.sequence_ppo import SequencePPO, SequencePPOConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -57,29 +66,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Agent",
-    "BeamSearchLMAgent",
-    "GreedyLMAgent",
-    "LMActorCritic",
-    "LMOutput",
-    "LMPolicy",
-    "RandomAgent",
-    "ReferenceAgent",
-    "RolloutKVCache",
-    "SamplingLMAgent",
-    "run_episodes",
-]
-
-# Sequence-level trainers (issue #4).
-_EXPORTS.update(
-    {
-        "GRPO": "agents.grpo",
-        "GRPOConfig": "agents.grpo",
-        "SequencePPO": "agents.sequence_ppo",
-        "SequencePPOConfig": "agents.sequence_ppo",
-    }
-)
-__all__ = [
+    "GRPO",
+    "GRPOConfig",
+    "SequencePPO",
+    "SequencePPOConfig",
     "Agent",
     "BeamSearchLMAgent",
     "GreedyLMAgent",

@@ -80,7 +80,12 @@ def unify(report: dict[str, Any]) -> list[dict[str, Any]]:
         for key, value in row.items():
             if key == unit or key in relative or key in SKIPPED_KEYS:
                 continue
-            config.append(f"{key}={value}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value))
+            if isinstance(value, float):
+                config.append(f"{key}={value:.3g}")
+            elif isinstance(value, int) and not isinstance(value, bool):
+                config.append(f"{key}={value}")
+            elif value not in (None, "", "-"):
+                config.append(str(value))
         rows.append({
             "benchmark": report["benchmark"],
             "configuration": ", ".join(config),
