@@ -14,15 +14,6 @@ from agents.rollout import collect_rollout
 from text_gym.envs.text_gen import TextGenEnv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model's ops are microseconds long: thread hand-offs would dominate on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def copy_env(max_new_tokens: int = 8, **kwargs) -> TextGenEnv:
     # chrF gives a random byte-level policy partial credit for every letter of the reference it
     # happens to write, so the tiny model from scratch has a dense signal to climb.

@@ -13,15 +13,6 @@ from agents.rollout import collect_rollout, env_attributes, make_vec_env, score_
 from text_gym.envs.text_gen import TextGenEnv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model's ops are microseconds long: thread hand-offs would dominate on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> LMActorCritic:
     return LMActorCritic("tiny", device="cpu", dtype=torch.float32)

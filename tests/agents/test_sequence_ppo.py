@@ -11,15 +11,6 @@ from agents.sequence_ppo import AdaptiveKLController, SequencePPO, SequencePPOCo
 from text_gym.envs.text_gen import TextGenEnv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model's ops are microseconds long: thread hand-offs would dominate on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def copy_env(**kwargs) -> TextGenEnv:
     # chrF pays partial credit for every reference letter written: a dense signal from scratch.
     return TextGenEnv(task="copy", tokenizer="tiny", reward="chrf", max_new_tokens=8, **kwargs)

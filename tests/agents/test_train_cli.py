@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from agents.grpo import GRPO
 from agents.train import PromptSchedule, evaluate, main, parse_args
@@ -18,12 +17,6 @@ TINY = ["--env", "TextGen-Copy-v0", "--model", "tiny", "--reward", "chrf", "--ma
         "--n-envs", "8", "--group-size", "4", "--learning-rate", "1e-2", "--eval-episodes", "8", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
