@@ -1,4 +1,4 @@
-"""Baseline agents: random tokens, greedy / sampled / beam-searched LM replies, and the reference.
+"""Baseline agents: random tokens, greedy / sampled / beam-searched LM replies, copying the input, and the reference.
 
 Every agent has the interface of an SB3 model, so evaluation code treats them alike:
 
@@ -8,7 +8,7 @@ Every agent has the interface of an SB3 model, so evaluation code treats them al
 - ``act(observations, action_masks=None, deterministic=False)`` is the batched core: ``(B,)``
   token ids for ``(B, S)`` observations;
 - ``reset(infos, rows=None)`` tells the agent that episodes started (with their reset infos);
-  only :class:`ReferenceAgent` needs it, the others ignore it.
+  only the scripted agents (:class:`ReferenceAgent`, :class:`CopyPromptAgent`) need it.
 
 They emit one token per ``env.step``, so the reward they get is the env's reward;
 :func:`run_episodes` plays whole episodes. The LM agents reuse a KV cache across steps
@@ -29,12 +29,20 @@ from torch import nn
 from agents.kv_cache import RolloutKVCache
 from agents.lm import LMActorCritic
 from agents.prefix import left_align
+from text_gym.tasks import Sample
 
 Observation = dict[str, np.ndarray]
 
 
 class Agent:
-    """The interface of the baseline agents (SB3-style ``predict``, batched ``act``)."""
+    """The interface of the baseline agents (SB3-style ``predict``, batched ``act``).
+
+    Attributes:
+        deterministic: Whether the agent's replies are the same whatever the seed (evaluations
+            then play it once).
+    """
+
+    deterministic: bool = False
 
     def act(
         self, observations: Observation, action_masks: np.ndarray | None = None, deterministic: bool = False
@@ -143,6 +151,8 @@ class SamplingLMAgent(Agent):
 class GreedyLMAgent(SamplingLMAgent):
     """Always the most likely next token (``predict`` ignores ``deterministic``)."""
 
+    deterministic = True
+
     def __init__(
         self, model: str | os.PathLike[str] | nn.Module = "smollm2-135m", device: str | torch.device | None = "auto"
     ) -> None:
@@ -167,6 +177,8 @@ class BeamSearchLMAgent(Agent):
         length_penalty: As in ``generate`` (> 0 favours longer replies).
         device: Where to load a model given by name.
     """
+
+    deterministic = True
 
     def __init__(
         self,
@@ -237,30 +249,36 @@ class BeamSearchLMAgent(Agent):
             self._plans[key] = plan or [next(iter(eos_ids), 0)]
 
 
-class ReferenceAgent(Agent):
-    """Emit the episode's first reference, token by token, then end-of-sequence: a task's ceiling.
+class ScriptedAgent(Agent):
+    """Emit a text fixed by the episode's task sample, token by token, then end-of-sequence.
 
-    The agent reads the reference through the env: ``reset(info)`` must be called with each
-    episode's reset info (its ``"index"``), as :func:`run_episodes` does.
+    The agent reads the sample through the env: ``reset(info)`` must be called with each
+    episode's reset info (its ``"index"``), as :func:`agents.evaluation.play` does. Subclasses
+    choose the text with :meth:`reply_for`.
 
     Args:
         env: The env (or a list of them, one per row of a batch); wrappers are fine.
     """
 
+    deterministic = True
+
     def __init__(self, env: gym.Env | Sequence[gym.Env]) -> None:
         self.envs = list(env) if isinstance(env, (list, tuple)) else [env]
         self._replies: dict[int, list[int]] = {}
+
+    def reply_for(self, sample: Sample) -> str:
+        """The text to emit for ``sample``."""
+        raise NotImplementedError
 
     def reset(self, infos: dict[str, Any] | Sequence[dict[str, Any]], rows: Sequence[int] | None = None) -> None:
         infos = [infos] if isinstance(infos, dict) else list(infos)
         for row, info in zip(rows if rows is not None else range(len(infos)), infos):
             if "index" not in info:
                 raise ValueError(
-                    f"ReferenceAgent.reset expects the env's reset info with an 'index', got keys {sorted(info)}."
+                    f"{type(self).__name__}.reset expects the env's reset info with an 'index', got keys {sorted(info)}."
                 )
             env = self.envs[row].unwrapped
-            reference = env.task[int(info["index"])].references[0]
-            tokens = env.tokenizer(reference, add_special_tokens=False)["input_ids"]
+            tokens = env.tokenizer(self.reply_for(env.task[int(info["index"])]), add_special_tokens=False)["input_ids"]
             self._replies[row] = list(tokens) + [int(env.eos_token_id)]
 
     def act(
@@ -271,10 +289,28 @@ class ReferenceAgent(Agent):
             reply = self._replies.get(row)
             if reply is None:
                 raise RuntimeError(
-                    f"ReferenceAgent: no episode started in row {row}; call reset(info) after env.reset()."
+                    f"{type(self).__name__}: no episode started in row {row}; call reset(info) after env.reset()."
                 )
             actions.append(reply.pop(0) if len(reply) > 1 else reply[0])  # eos stays for any extra step
         return np.asarray(actions, dtype=np.int64)
+
+
+class ReferenceAgent(ScriptedAgent):
+    """Emit the episode's first reference: a task's ceiling (at the env's reply budget)."""
+
+    def reply_for(self, sample: Sample) -> str:
+        return sample.references[0]
+
+
+class CopyPromptAgent(ScriptedAgent):
+    """Reply with the input unchanged: the sample's ``source`` when it names one, else its prompt.
+
+    The trivial baseline of any transformation task: a trained agent that does not beat it has
+    learned to copy. The prompt is copied as the user wrote it, without the chat template.
+    """
+
+    def reply_for(self, sample: Sample) -> str:
+        return sample.source
 
 
 def run_episodes(

@@ -207,8 +207,8 @@ def _decode_one(
     token = input_ids.gather(1, new)  # (B', 1)
     mask = torch.cat([kv_mask, torch.ones_like(token)], dim=1)  # (B', L + 1)
     positions = kv_mask.sum(1, keepdim=True)  # (B', 1): the count of real tokens before it
-    out = actor_critic(token, mask, past_key_values=_to_caches(kv), position_ids=positions, use_cache=True)
-    return out.logits[:, -1], out.values[:, -1], _to_tensors(out.past_key_values), mask
+    out = actor_critic(token, mask, cache=_to_caches(kv), position_ids=positions, use_cache=True)
+    return out.logits[:, -1], out.values[:, -1], _to_tensors(out.cache), mask
 
 
 # ---------------------------------------------------------------------- helpers

@@ -28,11 +28,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import transformers
 from torch import nn
 
 CRITICS: tuple[str, ...] = ("shared", "separate")
 _CONFIG_FILE = "actor_critic.json"
 _HEADS_FILE = "heads.pt"
+
+
+def _check_transformers(version: str = transformers.__version__) -> None:
+    # The decoders take the KV cache as `cache=` since transformers 5.24; an older release would
+    # accept the keyword silently and ignore it, so every "cached" step would see no past.
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) < (5, 24):
+        raise ImportError(f"agents needs transformers>=5.24 (the `cache=` argument), got {version}; "
+                          "run `pip install -U 'transformers>=5.24,<6'`.")
+
+
+_check_transformers()
 
 
 @dataclass
@@ -42,13 +55,13 @@ class LMOutput:
     Attributes:
         logits: ``(B, T, V)`` next-token logits in float32 (``T`` shrinks to ``logits_to_keep``).
         values: ``(B, T)`` state values in float32, one per position.
-        past_key_values: The updated KV cache when ``use_cache=True``: a transformers ``Cache``, or
+        cache: The updated KV cache when ``use_cache=True``: a transformers ``Cache``, or
             a pair ``(actor_cache, critic_cache)`` with a separate critic. ``None`` otherwise.
     """
 
     logits: torch.Tensor
     values: torch.Tensor
-    past_key_values: Any = None
+    cache: Any = None
 
 
 def positions_from_mask(attention_mask: torch.Tensor, num_new: int | None = None) -> torch.Tensor:
@@ -150,7 +163,7 @@ class LMActorCritic(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        past_key_values: Any = None,
+        cache: Any = None,
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -164,7 +177,7 @@ class LMActorCritic(nn.Module):
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, input_ids.shape[1])
         actor_past, critic_past = (
-            past_key_values if self.critic_trunk is not None and past_key_values else (past_key_values, None)
+            cache if self.critic_trunk is not None and cache else (cache, None)
         )
         kwargs = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
         out = self._decoder()(input_ids=input_ids, cache=actor_past, **kwargs)
@@ -185,7 +198,7 @@ class LMActorCritic(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        past_key_values: Any = None,
+        cache: Any = None,
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
@@ -195,18 +208,18 @@ class LMActorCritic(nn.Module):
         Args:
             input_ids: ``(B, T)`` token ids (any dtype; cast to long).
             attention_mask: ``(B, T)``, or ``(B, L + T)`` with ``L`` cached tokens.
-            past_key_values: A cache returned by an earlier call with ``use_cache=True``.
+            cache: A cache returned by an earlier call with ``use_cache=True``.
             position_ids: ``(B, T)``; by default from the cumulative sum of ``attention_mask``.
-            use_cache: Return the updated cache in ``LMOutput.past_key_values``.
+            use_cache: Return the updated cache in ``LMOutput.cache``.
             logits_to_keep: Keep only the last this many positions (0: all).
         """
         actor_hidden, critic_hidden, past = self.trunk(
-            input_ids, attention_mask, past_key_values, position_ids, use_cache
+            input_ids, attention_mask, cache, position_ids, use_cache
         )
         if logits_to_keep:
             actor_hidden, critic_hidden = actor_hidden[:, -logits_to_keep:], critic_hidden[:, -logits_to_keep:]
         logits, values = self.heads(actor_hidden, critic_hidden)
-        return LMOutput(logits=logits, values=values, past_key_values=past)
+        return LMOutput(logits=logits, values=values, cache=past)
 
     def _decoder(self) -> nn.Module:
         # The LoRA layers live inside the base model's modules, so its decoder runs with them.

@@ -42,7 +42,7 @@ def last_token_outputs(
     """
     ids, mask = left_align(input_ids, attention_mask)
     out = actor_critic(ids, mask, use_cache=use_cache, logits_to_keep=1)
-    return out.logits[:, -1], out.values[:, -1], out.past_key_values, mask
+    return out.logits[:, -1], out.values[:, -1], out.cache, mask
 
 
 def group_by_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

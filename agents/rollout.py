@@ -49,11 +49,11 @@ class ActorCritic(Protocol):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        past_key_values: Any = None,
+        cache: Any = None,
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
-    ) -> Any:  # an object with .logits (B, L, V), .values (B, L) or None, .past_key_values
+    ) -> Any:  # an object with .logits (B, L, V), .values (B, L) or None, .cache
         ...
 
 
@@ -336,10 +336,10 @@ def collect_rollout(
         rows = slice(None, None, group_size) if share and t == 0 else slice(None)  # one prompt per group
         with autocast:
             out = model(
-                input_ids=step_ids[rows], attention_mask=mask[rows], past_key_values=cache,
+                input_ids=step_ids[rows], attention_mask=mask[rows], cache=cache,
                 position_ids=step_positions[rows], use_cache=True, logits_to_keep=1,
             )
-        cache = out.past_key_values
+        cache = out.cache
         out_logits, out_values = out.logits, _values(out)
         if share and t == 0:
             cache = repeat_cache(cache, group_size)
@@ -450,14 +450,14 @@ def _score_shared_prompts(model: ActorCritic, batch: RolloutBatch, group_size: i
         input_ids=batch.prompt_ids[firsts], attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
         use_cache=True, logits_to_keep=1,
     )
-    cache = getattr(head, "past_key_values", None)
+    cache = getattr(head, "cache", None)
     if cache is None:  # e.g. gradient checkpointing turns the cache off: score rows whole instead
         return None, None
     cache = repeat_cache(cache, group_size)
     replies = batch.response_ids[:, :-1]  # (B, T - 1): each predicts the next reply token
     mask = batch.attention_mask[:, :-1]  # (B, Lp + T - 1)
     positions = batch.prompt_mask.sum(1, keepdim=True) + torch.arange(replies.shape[1], device=replies.device)  # (B, T - 1)
-    tail = model(input_ids=replies, attention_mask=mask, past_key_values=cache, position_ids=positions, use_cache=True)
+    tail = model(input_ids=replies, attention_mask=mask, cache=cache, position_ids=positions, use_cache=True)
     logits = torch.cat([head.logits.repeat_interleave(group_size, 0), tail.logits], dim=1)  # (B, T, V)
     values = _values(head)
     if values is not None:

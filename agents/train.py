@@ -1,44 +1,51 @@
-"""Train an LM agent on a TextGen env, then compare it with the untrained LM on held-out prompts.
+"""Train an LM agent on any TextGen task, then compare it with the trivial answers on held-out prompts.
 
-    python -m agents.train --env TextGen-EchoLetter-v0 --model tiny --algo grpo --steps 20000
+    python -m agents.train --task my_data.jsonl --algo grpo --steps 20000       # your own file
+    python -m agents.train --task train=a.jsonl,test=b.jsonl --reward bleu=1,source-bleu=-0.5
+    python -m agents.train --env TextGen-Translate-v0 --warm-start-tokens 20000 --steps 20000
     python -m agents.train --quick            # the README demo: SmolLM2-135M, a few CPU minutes
     accelerate launch --multi_gpu --num_processes 2 -m agents.train --algo grpo ...   # 2 GPUs (or 2 CPU processes)
 
-It evaluates the untrained model (greedy and sampling) on the held-out split, trains with a
-progress bar, checkpoints and SB3 logs (stdout, CSV, TensorBoard under ``--out``), evaluates the
-trained model the same way, and prints the before/after table (also in ``--out/results.json``).
-Evaluation plays every held-out prompt once through the env, batched with the KV cache.
-Under ``accelerate launch`` each process rolls out its own envs and gradients are averaged;
-evaluation and saving happen on the main process.
+Before training it evaluates, on the held-out split (``--eval-split``, ``test`` by default), the
+untrained model (greedy and sampling), ``copy-prompt`` (replying with the input: the sample's
+source, else its prompt) and ``reference`` (the ceiling), all at the env's reply budget. It then
+optionally warm-starts by teacher forcing on the train split's references
+(``--warm-start-tokens``), trains with RL (progress bar, checkpoints, SB3 logs under ``--out``),
+and evaluates again. The table, also in ``--out/results.json``, gives every row's margin over the
+best of the untrained model and ``copy-prompt``: a trained model that does not beat both has
+learned nothing that copying or doing nothing would not give. All rows come from one evaluator
+(:mod:`agents.evaluation`). Under ``accelerate launch`` each process rolls out its own envs and
+gradients are averaged; evaluation and saving happen on the main process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
+from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
 from agents.grpo import GRPO
-from agents.rollout import collect_rollout, env_attributes
 from agents.sequence_ppo import SequencePPO
 from agents.trainer_base import TrainerBase
 
-__all__ = ["PromptSchedule", "evaluate", "main"]
+__all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
 ALGOS: dict[str, type[TrainerBase]] = {"grpo": GRPO, "ppo": SequencePPO}
 
 # The demo preset: SmolLM2 learns to follow "Repeat exactly: apple river stone" with GRPO. The
-# untrained model mostly chats instead of copying (held-out BLEU about 0.15 greedy, 0.01
-# sampling); some of its samples do copy, which gives each group of four a signal. A few
-# minutes of CPU move held-out BLEU up clearly (see benchmarks/results/learning*.md).
+# untrained model mostly chats instead of copying; some of its samples do copy, which gives each
+# group of four a signal. copy-prompt shows what copying the source would score (1.0: the task
+# is copying), so the table says how far from free the model got in a few CPU minutes.
 QUICK = {
     "env": "TextGen-Copy-v0",
     "model": "smollm2-135m",
@@ -54,81 +61,63 @@ QUICK = {
 }
 
 
-class PromptSchedule(gym.Wrapper):
-    """Reset to the task samples ``indices[0], indices[1], ...`` in turn, cycling.
+def parse_task(text: str) -> str | dict[str, str]:
+    """A ``--task`` value: a task name or ``.jsonl`` path, or ``split=path,...`` for one file per split.
 
-    Gymnasium vector envs pass one ``options`` dict to every sub-env, so giving each sub-env its
-    own list of prompts is how an evaluation covers a split exactly once. Only resets with
-    ``options={"advance": True}`` move to the next index: the vector env's own autoresets (of
-    envs whose episode ended before the others') replay the current one, and are discarded.
+    >>> parse_task("qa")
+    'qa'
+    >>> parse_task("train=a.jsonl,test=b.jsonl")
+    {'train': 'a.jsonl', 'test': 'b.jsonl'}
     """
-
-    def __init__(self, env: gym.Env, indices: Sequence[int]) -> None:
-        super().__init__(env)
-        if not indices:
-            raise ValueError("PromptSchedule: expected at least one index, got none.")
-        self._indices, self._next = list(indices), -1
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-        options = dict(options or {})
-        if options.pop("advance", False):
-            self._next += 1
-        if "index" not in options:
-            options["index"] = self._indices[max(self._next, 0) % len(self._indices)]
-        return self.env.reset(seed=seed, options=options)
+    if "=" not in text:
+        return text
+    pairs = [part.partition("=") for part in text.split(",")]
+    if any(not key or not value for key, _, value in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME, PATH or split=PATH,split=PATH..., got {text!r}")
+    return {key: value for key, _, value in pairs}
 
 
-@torch.no_grad()
-def evaluate(
-    trainer: TrainerBase,
-    env_id: str,
-    env_kwargs: dict[str, Any] | None = None,
-    split: str = "test",
-    n_episodes: int | None = None,
-    deterministic: bool = True,
-    n_envs: int = 16,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Play the first ``n_episodes`` prompts of ``split`` (all when None) once each; return mean scores.
+def parse_reward(text: str) -> str | dict[str, float]:
+    """A ``--reward`` value: a reward name, or ``name=weight,...`` for a weighted sum.
 
-    Returns:
-        ``{"reward": mean, "<score>": mean for each score the env reports, "episodes": n,
-        "samples": [first few (prompt, reply, reward)]}``.
+    >>> parse_reward("bleu=1,source-bleu=-0.5")
+    {'bleu': 1.0, 'source-bleu': -0.5}
     """
-    kwargs = {**(env_kwargs or {}), "split": split}
-    size = len(gym.make(env_id, **kwargs).unwrapped.task)
-    total = size if n_episodes is None else min(n_episodes, size)
-    n_envs = max(1, min(n_envs, total))
-    fns = [lambda r=r: PromptSchedule(gym.make(env_id, **kwargs), list(range(r, total, n_envs))) for r in range(n_envs)]
-    envs = gym.vector.SyncVectorEnv(fns)
-    spec = env_attributes(envs)
-    generator = torch.Generator(device=trainer.device).manual_seed(seed)
-    trainer.policy.eval()
-    episodes: dict[int, dict[str, Any]] = {}
-    for _ in range(-(-total // n_envs)):
-        batch = collect_rollout(
-            trainer.policy, envs, spec, temperature=trainer.config.temperature, deterministic=deterministic,
-            generator=generator, device=trainer.device, autocast_dtype=trainer.autocast_dtype, reset_options={"advance": True},
-        )
-        for index, info in zip(batch.indices, batch.infos, strict=True):
-            episodes.setdefault(int(index), info)
-    envs.close()
-    infos = [episodes[i] for i in sorted(episodes)][:total]
-    names = sorted({name for info in infos for name in info.get("scores", {})})
-    result: dict[str, Any] = {name: float(np.mean([info["scores"][name] for info in infos])) for name in names}
-    result["episodes"] = len(infos)
-    result["samples"] = [(info.get("prompt"), info.get("text"), info.get("scores", {}).get("reward")) for info in infos[:3]]
-    return result
+    if "=" not in text:
+        return text
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}") from None
+    return weights
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="TextGen-v0", help="registered env id")
+    parser.add_argument("--task", type=parse_task, default=None,
+                        help="task name, .jsonl file, or split=file,... (default: the env's own task)")
     parser.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
     parser.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
-    parser.add_argument("--steps", type=int, default=20_000, help="generated tokens to train for")
-    parser.add_argument("--reward", default="bleu", help="env reward: bleu, chrf, coherence...")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
+    parser.add_argument("--reward", type=parse_reward, default="bleu",
+                        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight")
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
+    parser.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
+    parser.add_argument("--prompt-truncation", choices=["error", "left"], default=None, help="default: the env's (error)")
+    parser.add_argument("--warm-start-tokens", type=int, default=0,
+                        help="teacher forcing on this many train-split reference tokens before RL (0: none)")
+    parser.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
     parser.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
     parser.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
     parser.add_argument("--learning-rate", type=float, default=1e-5)
@@ -138,7 +127,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    parser.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip)")
+    parser.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip; -1: the whole split)")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--checkpoint-freq", type=int, default=0, help="save every this many env steps per env (0: off)")
     parser.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
@@ -149,7 +138,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:  # the preset fills what the user did not set on the command line
-        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else __import__("sys").argv[1:])}
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
         for key, value in QUICK.items():
             if key not in given:
                 setattr(args, key, value)
@@ -171,19 +160,28 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
             kwargs["beta"] = args.kl
     elif args.kl is not None:
         kwargs["kl_coef"] = args.kl
-    env_kwargs = {"tokenizer": args.model, "reward": args.reward, "max_new_tokens": args.max_new_tokens}
     return ALGOS[args.algo](
-        args.model, args.env, policy_kwargs=policy_kwargs, env_kwargs=env_kwargs, seed=args.seed,
+        args.model, args.env, policy_kwargs=policy_kwargs, env_kwargs=env_kwargs_of(args), seed=args.seed,
         device=args.device, accelerator=accelerator, **kwargs,
     )
 
 
-def results_table(before: dict[str, dict], after: dict[str, dict]) -> str:
-    """Markdown table: one row per agent, columns reward and each score."""
-    names = [n for n in next(iter(before.values())) if n not in ("episodes", "samples")]
+def env_kwargs_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The env keyword arguments the command line sets; the others keep the env's defaults."""
+    kwargs: dict[str, Any] = {"tokenizer": args.model, "reward": args.reward}
+    for name in ("task", "max_new_tokens", "max_prompt_tokens", "prompt_truncation"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    return kwargs
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: one row per agent; BLEU, chrF, reward, length, and the margin over the best trivial row."""
+    names = ["bleu", "margin", "chrf", "reward", "length"]
     lines = ["| agent | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for label, results in [(f"untrained {k}", v) for k, v in before.items()] + [(f"trained {k}", v) for k, v in after.items()]:
-        lines.append(f"| {label} | " + " | ".join(f"{results[n]:.3f}" for n in names) + " |")
+    for row in rows:
+        cells = [f"{row[n]:+.3f}" if n == "margin" else f"{row[n]:.3f}" if n != "length" else f"{row[n]:.1f}" for n in names]
+        lines.append(f"| {row['agent']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -192,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     accelerator = None
-    if int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=args.device == "cpu")
@@ -200,39 +198,58 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from stable_baselines3.common.logger import configure
 
     out = Path(args.out)
-    trainer = build_trainer(args, accelerator)
+    env_kwargs = env_kwargs_of(args)
+    trainer = build_trainer(args, accelerator)  # builds the env: bad task, reward or budget fail here, before any work
     is_main = trainer._is_main
     if is_main:
         trainer.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
-    env_kwargs = {"tokenizer": args.model, "reward": args.reward, "max_new_tokens": args.max_new_tokens}
+    n_eval = None if args.eval_episodes < 0 else args.eval_episodes
+    evaluating = bool(args.eval_episodes) and is_main
+    common = {"split": args.eval_split, "n_episodes": n_eval, "seeds": [args.seed], "batch_size": args.n_envs}
 
-    def evaluate_both() -> dict[str, dict]:
-        if not args.eval_episodes or not is_main:
-            return {}
-        return {
-            mode: evaluate(trainer, args.env, env_kwargs, args.eval_split, args.eval_episodes, deterministic=mode == "greedy", seed=args.seed)
-            for mode in ("greedy", "sampling")
-        }
+    def evaluate_policy(prefix: str) -> list[Evaluation]:
+        if not evaluating:
+            return []
+        return lm_evaluations(trainer.policy, prefix, args.env, env_kwargs, temperature=args.temperature, **common)
 
-    before = evaluate_both()
+    evaluations = evaluate_policy("untrained")
+    if evaluating:
+        evaluations += trivial_evaluations(args.env, env_kwargs, **common)
+    start = time.perf_counter()
+    if args.warm_start_tokens > 0:
+        trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
+        evaluations += evaluate_policy("supervised")[:1]
     callbacks = []
     if args.checkpoint_freq and is_main:
         callbacks.append(CheckpointCallback(args.checkpoint_freq, str(out / "checkpoints"), name_prefix=args.algo))
-    start = time.perf_counter()
     trainer.learn(args.steps, callback=callbacks, progress_bar=not args.no_progress)
     train_seconds = time.perf_counter() - start
     trainer.save(out / "model.zip")
-    after = evaluate_both()
-    results = {"args": vars(args), "train_seconds": train_seconds, "before": before, "after": after, "history": trainer.history}
+    evaluations += evaluate_policy("supervised+RL" if args.warm_start_tokens > 0 else "trained")
+    rows = [e.row() for e in evaluations]
+    if rows:
+        add_margins(rows)
+    task = env_kwargs.get("task", gym.spec(args.env).kwargs.get("task"))
+    results = {"args": vars(args), "env": args.env, "task": task, "split": args.eval_split, "train_seconds": train_seconds,
+               "train_tokens": trainer.num_timesteps, "rows": rows, "samples": {e.label: e.samples() for e in evaluations},
+               "history": trainer.history, "supervised_history": trainer.supervised_history}
     if is_main:
+        out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-        if before:
-            print(f"\n{args.algo} on {args.env} ({args.model}), {trainer.num_timesteps} tokens in {train_seconds:.0f} s; "
-                  f"held-out split {args.eval_split!r}, {before['greedy']['episodes']} prompts:\n")
-            print(results_table(before, after))
-            for prompt, text, reward in after["greedy"]["samples"]:
+        if rows:
+            print(f"\n{args.algo} on {args.env}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
+                  f"{train_seconds:.0f} s; held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; "
+                  "margin = BLEU minus the best of untrained and copy-prompt:\n")
+            print(results_table(rows))
+            for prompt, text, reward in evaluations[-1].samples():
                 print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
     return results
+
+
+def _describe(task: Any) -> str:
+    if isinstance(task, Mapping):
+        return ", ".join(f"{split}={path}" for split, path in task.items())
+    return repr(task)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class TrainerBase:
         self._logger: Logger | None = None
         self._custom_logger = False
         self.history: list[dict[str, float]] = []  # one row per iteration: what was logged
+        self.supervised_history: list[dict[str, float]] = []  # one row per warm-start step
 
     # ------------------------------------------------------------------ SB3 API
     def set_env(self, env: Any) -> None:
@@ -211,6 +212,54 @@ class TrainerBase:
                 self.logger.dump(step=self.num_timesteps)
         callback.on_training_end()
         return self
+
+    def warm_start(
+        self,
+        total_tokens: int | None = None,
+        *,
+        max_seconds: float | None = None,
+        learning_rate: float = 5e-5,
+        batch_size: int = 8,
+    ) -> list[dict[str, float]]:
+        """Supervised warm start: teacher forcing on the training env's references (see :mod:`agents.supervised`).
+
+        Call it before :meth:`learn`. It trains on the task and split of the training env (its
+        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger.
+
+        Args:
+            total_tokens: Reference tokens to train on.
+            max_seconds: Or a budget of process CPU-seconds (whichever ends first).
+            learning_rate: AdamW step size of the warm start.
+            batch_size: Samples per optimizer step.
+
+        Returns:
+            One row per optimizer step (loss, tokens so far, gradient norm, CPU-seconds).
+
+        Raises:
+            TypeError: The training env is not a synchronous vector env (the task must be readable here).
+            ValueError: No budget, or one that is not positive.
+        """
+        from agents.supervised import teacher_forcing
+
+        if self.accelerator is not None:
+            raise ValueError("warm_start runs in one process; got an accelerator. Warm-start first, save, then launch RL.")
+        sub_envs = getattr(self.env, "envs", None)
+        if not sub_envs:
+            raise TypeError(f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}.")
+
+        def log(row: dict[str, float]) -> None:
+            for key, value in row.items():
+                self.logger.record(key, value)
+            self.logger.dump(step=int(row["supervised/tokens"]))
+
+        rows = teacher_forcing(
+            self.policy, sub_envs[0].unwrapped, total_tokens=total_tokens, max_seconds=max_seconds, learning_rate=learning_rate,
+            batch_size=batch_size, max_grad_norm=self.config.max_grad_norm, temperature=self.config.temperature,
+            seed=int(self._np_random.integers(2**31)), device=self.device,
+            autocast=self._autocast if self.autocast_dtype is not None else None, on_step=log,
+        )
+        self.supervised_history += rows
+        return rows
 
     def _init_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
         # As SB3's BaseAlgorithm._init_callback, with a bar that counts tokens.

@@ -31,6 +31,7 @@ puts the table, date, machine and command between ``<!-- leaderboard:start -->``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -48,9 +49,10 @@ from typing import Any
 from benchmarks import metrics
 from benchmarks.common import git_sha, machine, markdown_table, parse_args
 
-KINDS = ("random", "greedy", "sampling", "beam", "reference", "ckpt")
+KINDS = ("random", "greedy", "sampling", "beam", "copy-prompt", "reference", "ckpt")
 LM_KINDS = ("greedy", "sampling", "beam", "ckpt")
-STOCHASTIC_KINDS = ("random", "sampling")  # the others give the same replies whatever the seed
+# The rows a trained agent must beat: the untrained model and replying with the input.
+TRIVIAL_KINDS = ("greedy", "sampling", "copy-prompt")
 # Agents whose act() does not tie state to row positions: beam plans are keyed by the tokens so
 # far, random keeps none. Rows with nothing left to play leave their batch (a finished row would
 # make the beam agent plan a new reply at every step); the others keep row i = env i.
@@ -61,6 +63,7 @@ ROW_FREE_KINDS = ("random", "beam")
 METRICS: dict[str, tuple[str, str]] = {
     "corpus_bleu": ("corpus BLEU", "sacrebleu corpus BLEU of all replies, in [0, 1] (text_gym.rewards.corpus_bleu)"),
     "bleu": ("BLEU", "mean sentence BLEU, in [0, 1] (the env's reward)"),
+    "margin": ("margin", "BLEU minus the best BLEU of the untrained model (greedy, sampling) and copy-prompt on the task"),
     "chrf": ("chrF", "mean sentence chrF, in [0, 1]"),
     "coherence": ("coherence", "mean MiniLM cosine similarity of prompt and reply, in [-1, 1]"),
     "length": ("length", "mean reply length in tokens, end-of-sequence excluded"),
@@ -75,21 +78,24 @@ METRICS: dict[str, tuple[str, str]] = {
 
 # The preset that --quick fills in for every option not given on the command line.
 QUICK = {"model": "tiny", "tasks": ["copy"], "seeds": [0, 1], "episodes": 4, "batch_size": 4,
-         "max_new_tokens": 8, "coherence": False, "isolate": False, "threads": 1, "agents": ["random", "greedy", "sampling", "beam", "reference"]}
+         "max_new_tokens": 8, "coherence": False, "isolate": False, "threads": 1,
+         "agents": ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"]}
 
 
 @dataclass
 class Args:
     """Arguments of the leaderboard."""
 
-    agents: list = field(default_factory=lambda: ["random", "greedy", "sampling", "beam", "reference"],
-                         metadata={"help": "agent specs [LABEL=]KIND[:MODEL]: random, greedy, sampling, beam, reference, ckpt:PATH"})
-    tasks: list = field(default_factory=lambda: ["qa", "copy", "arithmetic"], metadata={"help": "task names or .jsonl files"})
+    agents: list = field(default_factory=lambda: ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"],
+                         metadata={"help": "agent specs [LABEL=]KIND[:MODEL]: random, greedy, sampling, beam, copy-prompt, "
+                                           "reference, ckpt:PATH"})
+    tasks: list = field(default_factory=lambda: ["qa", "translate-fr", "copy", "arithmetic"],
+                        metadata={"help": "task names or .jsonl files"})
     seeds: list = field(default_factory=lambda: [0, 1], metadata={"help": "seeds; quality and speed are averaged over them"})
     episodes: int = field(default=40, metadata={"help": "prompts per task: the first N of the split"})
     model: str = field(default="smollm2-135m", metadata={"help": "model preset or folder; also the envs' tokenizer"})
     split: str = field(default="test", metadata={"help": "task split to evaluate on (held out from training)"})
-    max_new_tokens: int = field(default=24, metadata={"help": "reply budget (the env's max_new_tokens)"})
+    max_new_tokens: int = field(default=0, metadata={"help": "reply budget (0: the env's default, as training uses)"})
     batch_size: int = field(default=16, metadata={"help": "episodes played at once (envs per batched act)"})
     temperature: float = field(default=1.0, metadata={"help": "temperature of the sampling agent"})
     num_beams: int = field(default=4, metadata={"help": "beam width of the beam agent"})
@@ -108,17 +114,20 @@ class Args:
     quick: bool = field(default=False, metadata={"help": f"CI-sized run; fills options not given: {QUICK}"})
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "max_new_tokens", "batch_size", "num_beams", "repetition_n"):
+        for name in ("episodes", "batch_size", "num_beams", "repetition_n"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a positive int, or 0 for the env's default, got {self.max_new_tokens!r}.")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}.")
         for name in ("agents", "tasks", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: expected at least one, got none.")
-        for spec in self.agents:
-            AgentSpec.parse(spec)  # fail before any model loads
+        for spec in map(AgentSpec.parse, self.agents):  # fail before any model loads or agent plays
+            if spec.model and spec.model.endswith(".zip") and not Path(spec.model).is_file():
+                raise ValueError(f"Agent spec {spec.label!r}: expected a trainer checkpoint at {spec.model}, found no such file.")
 
 
 @dataclass(frozen=True)
@@ -243,81 +252,27 @@ def load_policy(model: str, device: str, tokenizer: str) -> Any:
     return LMActorCritic(model, device=device)
 
 
-def make_agent(spec: AgentSpec, policy: Any, envs: list[Any], seed: int, args: Args) -> Any:
-    """Build the agent of ``spec`` for one seed; ``policy`` is the loaded model (shared across seeds)."""
+def agent_class(kind: str) -> type:
+    """The :mod:`agents.baselines` class of an agent kind (``ckpt`` plays greedily)."""
     from agents import baselines
 
+    return {"random": baselines.RandomAgent, "greedy": baselines.GreedyLMAgent, "sampling": baselines.SamplingLMAgent,
+            "beam": baselines.BeamSearchLMAgent, "copy-prompt": baselines.CopyPromptAgent,
+            "reference": baselines.ReferenceAgent}[kind]
+
+
+def make_agent(spec: AgentSpec, policy: Any, envs: list[Any], seed: int, args: Args) -> Any:
+    """Build the agent of ``spec`` for one seed; ``policy`` is the loaded model (shared across seeds)."""
+    cls = agent_class(spec.kind)
     if spec.kind == "random":
-        return baselines.RandomAgent(envs[0].action_space, seed=seed)
-    if spec.kind == "reference":
-        return baselines.ReferenceAgent(envs)
-    if spec.kind == "greedy":
-        return baselines.GreedyLMAgent(policy)
+        return cls(envs[0].action_space, seed=seed)
+    if spec.kind in ("reference", "copy-prompt"):
+        return cls(envs)
     if spec.kind == "sampling":
-        return baselines.SamplingLMAgent(policy, temperature=args.temperature, seed=seed)
-    return baselines.BeamSearchLMAgent(policy, num_beams=args.num_beams)
-
-
-def play(agent: Any, envs: list[Any], indices: Sequence[int], seed: int, deterministic: bool,
-         row_free: bool = False) -> tuple[list[dict[str, Any]], float]:
-    """Play one episode per task index, ``len(envs)`` at a time with batched ``agent.act``.
-
-    By default a row whose episode ends takes the next index at once, and once no index is left
-    it keeps its last observation in the batch (its actions are ignored), so that row ``i`` stays
-    env ``i`` for agents that keep per-row state (the KV cache, the reference agent). With
-    ``row_free`` (agents whose state does not depend on row positions), finished rows leave the
-    batch and all rows start together, in waves, so that beam search plans a whole batch of
-    replies in one ``generate`` call instead of one reply per call.
-
-    Returns:
-        The episodes in ``indices`` order (``index``, ``prompt``, ``text``, ``references``,
-        ``tokens``: reply ids without end-of-sequence, ``steps``) and the wall time in seconds.
-    """
-    import numpy as np
-
-    todo = iter(indices)
-    obs: list[Any] = [None] * len(envs)
-    playing: list[int] = [-1] * len(envs)  # the task index of each row's episode
-    live = [False] * len(envs)
-    episodes: dict[int, dict[str, Any]] = {}
-
-    def start(row: int, first: bool) -> None:
-        index = next(todo, None)
-        if index is None:
-            live[row] = False
-            return
-        obs[row], info = envs[row].reset(seed=seed * 1000 + row if first else None, options={"index": int(index)})
-        agent.reset([info], rows=[row])
-        live[row], playing[row] = True, int(index)
-
-    begin = time.perf_counter()
-    for row in range(len(envs)):
-        start(row, first=True)
-    masks = np.stack([env.unwrapped.action_masks() for env in envs])
-    while any(live):
-        rows = [row for row in range(len(envs)) if live[row] or not row_free]
-        batch = {key: np.stack([obs[row][key] for row in rows]) for key in obs[0]}  # (B, S)
-        actions = dict(zip(rows, agent.act(batch, masks[rows], deterministic)))
-        for row, env in enumerate(envs):
-            if not live[row]:
-                continue
-            obs[row], _, terminated, truncated, info = env.step(int(actions[row]))
-            if terminated or truncated:
-                live[row] = False
-                ids = env.unwrapped.reply_ids()
-                steps = len(ids)
-                if terminated:
-                    ids = ids[:-1]
-                index = playing[row]
-                episodes[index] = {"index": index, "prompt": info["prompt"], "text": info["text"],
-                                   "references": info["references"], "tokens": ids.tolist(), "steps": steps}
-                if not row_free:
-                    start(row, first=False)
-        if row_free and not any(live):
-            for row in range(len(envs)):
-                start(row, first=False)
-    seconds = time.perf_counter() - begin
-    return [episodes[int(i)] for i in indices], seconds
+        return cls(policy, temperature=args.temperature, seed=seed)
+    if spec.kind == "beam":
+        return cls(policy, num_beams=args.num_beams)
+    return cls(policy)
 
 
 def evaluate_agent(args: Args, spec_text: str) -> list[dict[str, Any]]:
@@ -329,7 +284,7 @@ def evaluate_agent(args: Args, spec_text: str) -> list[dict[str, Any]]:
     import numpy as np
     import torch
 
-    from text_gym.envs.text_gen import TextGenEnv
+    from agents import evaluation
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -349,27 +304,24 @@ def evaluate_agent(args: Args, spec_text: str) -> list[dict[str, Any]]:
     policy = load_policy(spec.model or args.model, args.device, args.model) if spec.kind in LM_KINDS else None
     load_seconds = time.perf_counter() - start
     runs = []
+    factory = functools.partial(make_agent, spec, policy, args=args)
     for task in args.tasks:
-        envs = [TextGenEnv(task=task, tokenizer=args.model, split=args.split, max_new_tokens=args.max_new_tokens)
-                for _ in range(args.batch_size)]
-        size = len(envs[0].task)
-        indices = list(range(min(args.episodes, size)))
-        envs = envs[: len(indices)]
+        env_kwargs = {"task": task, "tokenizer": args.model, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
+        common = {"split": args.split, "n_episodes": args.episodes, "batch_size": args.batch_size, "label": spec.label,
+                  "row_free": spec.kind in ROW_FREE_KINDS}
         if not runs:  # one untimed episode first: lazy initialisation would count against the first seed
-            play(make_agent(spec, policy, envs[:1], args.seeds[0], args), envs[:1], indices[:1], 0, spec.kind != "sampling",
-                 spec.kind in ROW_FREE_KINDS)
-        stochastic = spec.kind in STOCHASTIC_KINDS or args.repeat_deterministic
-        for seed in args.seeds if stochastic else args.seeds[:1]:
+            evaluation.evaluate(factory, "TextGen-v0", env_kwargs, **{**common, "n_episodes": 1}, verbose=False)
+        for seed in args.seeds:
             np.random.seed(seed)
             torch.manual_seed(seed)
-            agent = make_agent(spec, policy, envs, seed, args)
             memory.reset_peak()
-            episodes, seconds = play(agent, envs, indices, seed, spec.kind != "sampling", spec.kind in ROW_FREE_KINDS)
+            result = evaluation.evaluate(factory, "TextGen-v0", env_kwargs, **common, seeds=[seed])
             runs.append({"agent": spec.label, "spec": spec_text, "task": _task_label(task), "seed": seed,
-                         "seconds": seconds, "load_seconds": load_seconds, "peak_mb": memory.peak_mb(),
-                         "memory": memory.kind, "episodes": episodes})
-            del agent
+                         "seconds": result.seconds[0], "load_seconds": load_seconds, "peak_mb": memory.peak_mb(),
+                         "memory": memory.kind, "episodes": result.episodes[0]})
             gc.collect()
+            if agent_class(spec.kind).deterministic and not args.repeat_deterministic:
+                break  # the same replies whatever the seed: played once, as the evaluator's log says
     memory.stop()
     return runs
 
@@ -379,7 +331,16 @@ def _task_label(task: str) -> str:
 
 
 def run_agents(args: Args) -> list[dict[str, Any]]:
-    """Every agent's raw runs, each agent in a fresh process when ``args.isolate``."""
+    """Every agent's raw runs, each agent in a fresh process when ``args.isolate``.
+
+    Raises:
+        DatasetError, FileNotFoundError, UnknownNameError: A task is unknown, missing or has an
+            empty split; checked for every task before any agent plays.
+    """
+    from text_gym.tasks import make_task
+
+    for task in args.tasks:
+        make_task(task, args.split)
     runs: list[dict[str, Any]] = []
     for spec in args.agents:
         print(f"[leaderboard] {spec}: {len(args.tasks)} task(s) x {len(args.seeds)} seed(s)", flush=True)
@@ -394,17 +355,20 @@ def run_agents(args: Args) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------- scoring
 def score_run(run: dict[str, Any], coherence: bool, repetition_n: int) -> dict[str, float]:
     """The metrics of one run (one agent, task and seed); see :data:`METRICS`."""
-    from text_gym.rewards import Coherence, corpus_bleu, sentence_bleu, sentence_chrf
+    from agents.evaluation import score_episodes
+    from text_gym.rewards import Coherence, corpus_bleu
 
     episodes = run["episodes"]
     texts = [e["text"] for e in episodes]
     refs = [e["references"] for e in episodes]
     tokens = [e["tokens"] for e in episodes]
     steps = sum(e["steps"] for e in episodes)
+    shared = score_episodes(episodes)  # the evaluator's figures, the same as every other report's
     scores = {
         "corpus_bleu": corpus_bleu(texts, refs),
-        "bleu": float(sentence_bleu(texts, refs).mean()),
-        "chrf": float(sentence_chrf(texts, refs).mean()),
+        "bleu": shared["bleu"],
+        "margin": float("nan"),  # filled per task by summarize
+        "chrf": shared["chrf"],
         "coherence": float(Coherence()([e["prompt"] for e in episodes], texts, refs).mean()) if coherence else float("nan"),
         "length": sum(map(len, tokens)) / len(tokens),
         "distinct_1": metrics.distinct_n(tokens, 1),
@@ -431,7 +395,18 @@ def summarize(runs: list[dict[str, Any]], args: Args) -> tuple[list[dict[str, An
         for key in METRICS:
             row[key], row[f"{key}_std"] = metrics.mean_std([r[key] for r in group])
         rows.append(row)
+    _add_margins(rows, args)
     return rows, per_seed
+
+
+def _add_margins(rows: list[dict[str, Any]], args: Args) -> None:
+    """Each row's BLEU minus the best trivial row of its task (NaN when the task has no trivial agent)."""
+    trivial = {spec.label for spec in map(AgentSpec.parse, args.agents) if spec.kind in TRIVIAL_KINDS and spec.model is None}
+    for task in {row["task"] for row in rows}:
+        best = [row["bleu"] for row in rows if row["task"] == task and row["agent"] in trivial]
+        for row in rows:
+            if row["task"] == task:
+                row["margin"], row["margin_std"] = (row["bleu"] - max(best) if best else float("nan")), 0.0
 
 
 def table(rows: list[dict[str, Any]], coherence: bool = True) -> str:
@@ -514,10 +489,10 @@ def legend(args: Args) -> str:
     if args.repeat_deterministic:
         seeds = "every agent plays every seed (the deterministic ones give the same replies each time)"
     else:
-        seeds = (f"the deterministic agents (greedy, beam, reference, trained) play once, with seed {args.seeds[0]}, "
+        seeds = (f"the deterministic agents (greedy, beam, copy-prompt, reference, trained) play once, with seed {args.seeds[0]}, "
                  "since their replies do not depend on it")
     lines = [f"Model `{args.model}`; the first {args.episodes} prompts of each task's `{args.split}` split; replies of at "
-             f"most {args.max_new_tokens} tokens, {args.batch_size} episodes at a time"
+             f"most {args.max_new_tokens or 'the env default of 32'} tokens for every agent (the reference ceiling included), {args.batch_size} episodes at a time"
              + ("; each agent in its own process" if args.isolate else "")
              + f". Mean ± standard deviation over seeds {args.seeds} for random and sampling; {seeds}."]
     lines += [f"- **{title}**: {text}." for key, (title, text) in METRICS.items() if args.coherence or key != "coherence"]

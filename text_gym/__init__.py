@@ -38,6 +38,7 @@ ENV_TASKS: dict[str, str] = {
     "TextGen-NumberWords-v0": "number-words",
     "TextGen-Arithmetic-v0": "arithmetic",
     "TextGen-EchoLetter-v0": "echo-letter",
+    "TextGen-Translate-v0": "translate-fr",  # needs `pip install django` (its catalogues)
 }
 
 for _env_id, _task in ENV_TASKS.items():

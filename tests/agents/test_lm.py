@@ -56,8 +56,8 @@ def test_cached_decoding_matches_full_forward(critic):
     ids, mask = batch()
     full = actor_critic(ids, mask)
     first = actor_critic(ids[:, :8], mask[:, :8], use_cache=True)
-    out = actor_critic(ids[:, 8:9], mask[:, :9], past_key_values=first.past_key_values, use_cache=True)
-    out = actor_critic(ids[:, 9:], mask, past_key_values=out.past_key_values, use_cache=True)
+    out = actor_critic(ids[:, 8:9], mask[:, :9], cache=first.cache, use_cache=True)
+    out = actor_critic(ids[:, 9:], mask, cache=out.cache, use_cache=True)
     torch.testing.assert_close(out.logits, full.logits[:, 9:], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out.values, full.values[:, 9:], atol=1e-5, rtol=1e-4)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agents.grpo import GRPO
-from agents.train import PromptSchedule, evaluate, main, parse_args
-from text_gym.envs.text_gen import TextGenEnv
+from agents.train import main, parse_args
+from text_gym.tasks import make_task
 
 TINY = ["--env", "TextGen-Copy-v0", "--model", "tiny", "--reward", "chrf", "--max-new-tokens", "6",
         "--n-envs", "8", "--group-size", "4", "--learning-rate", "1e-2", "--eval-episodes", "8", "--no-progress"]
@@ -23,30 +23,58 @@ TINY = ["--env", "TextGen-Copy-v0", "--model", "tiny", "--reward", "chrf", "--ma
 def test_train_cli_writes_results_checkpoints_and_logs(tmp_path, capsys, algo):
     results = main([*TINY, "--algo", algo, "--steps", "300", "--checkpoint-freq", "10", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert "| untrained greedy |" in printed and "| trained sampling |" in printed
+    assert "| untrained greedy |" in printed and "| trained sampling |" in printed and "| copy-prompt |" in printed
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["before"]["greedy"]["episodes"] == 8 and set(saved["after"]) == {"greedy", "sampling"}
+    labels = [row["agent"] for row in saved["rows"]]
+    assert labels == ["untrained greedy", "untrained sampling", "copy-prompt", "reference", "trained greedy", "trained sampling"]
+    assert all(row["episodes"] == 8 and row["split"] == "test" for row in saved["rows"])
+    copy, reference = saved["rows"][2], saved["rows"][3]
+    # The copy task's source is the text to repeat: copying it is the reference, cut at the same 6-token budget.
+    assert copy["bleu"] == pytest.approx(reference["bleu"]) and copy["length"] == 6
+    best = max(row["bleu"] for row in saved["rows"][:3])
+    assert all(row["margin"] == pytest.approx(row["bleu"] - best) for row in saved["rows"])
     assert results["history"] and (tmp_path / "model.zip").exists()
     assert list((tmp_path / "checkpoints").glob(f"{algo}_*_steps.zip"))
     assert (tmp_path / "progress.csv").exists() and list(tmp_path.glob("events.out.tfevents*"))
 
 
-def test_evaluation_covers_each_held_out_prompt_once():
-    model = GRPO("tiny", TextGenEnv(task="copy", tokenizer="tiny", max_new_tokens=4), n_envs=4, group_size=2, verbose=0)
-    # A sampling agent ends episodes at different steps, so the vector env autoresets some envs.
-    result = evaluate(model, "TextGen-Copy-v0", {"tokenizer": "tiny", "max_new_tokens": 4}, "test", n_episodes=10,
-                      n_envs=4, deterministic=False)
-    assert result["episodes"] == 10 and 0.0 <= result["reward"] <= 1.0
-    result = evaluate(model, "TextGen-Copy-v0", {"tokenizer": "tiny", "max_new_tokens": 4}, "test", n_episodes=10, n_envs=4)
-    greedy_again = evaluate(model, "TextGen-Copy-v0", {"tokenizer": "tiny", "max_new_tokens": 4}, "test", n_episodes=10, n_envs=3)
-    assert greedy_again["reward"] == pytest.approx(result["reward"])  # greedy: independent of batching
+def test_train_cli_trains_on_a_jsonl_file_and_reports_its_test_split(tmp_path, capsys):
+    data = tmp_path / "rewrite.jsonl"
+    records = [{"prompt": f"Rewrite: word{i} word{i + 1}", "source": f"word{i} word{i + 1}", "reference": f"w{i}"}
+               for i in range(60)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = ["--task", str(data), "--model", "tiny", "--max-new-tokens", "16", "--n-envs", "4", "--group-size", "2",
+            "--steps", "40", "--eval-episodes", "-1", "--no-progress", "--warm-start-tokens", "30",
+            "--reward", "bleu=1,source-bleu=-0.5", "--out", str(tmp_path / "run")]
+    results = main(args)
+    test_prompts = {s.prompt for s in make_task(data, "test")}
+    assert results["task"] == str(data) and results["split"] == "test"
+    labels = [row["agent"] for row in results["rows"]]
+    assert labels == ["untrained greedy", "untrained sampling", "copy-prompt", "reference", "supervised greedy",
+                      "supervised+RL greedy", "supervised+RL sampling"]
+    assert all(row["episodes"] == len(test_prompts) for row in results["rows"])
+    assert {prompt for prompt, _, _ in results["samples"]["copy-prompt"]} <= test_prompts
+    copy = next(row for row in results["rows"] if row["agent"] == "copy-prompt")
+    assert copy["source-bleu"] == pytest.approx(1.0) and copy["reward"] == pytest.approx(copy["bleu"] - 0.5)
+    assert results["supervised_history"] and results["supervised_history"][-1]["supervised/tokens"] >= 30
+    assert str(data) in capsys.readouterr().out
 
 
-def test_prompt_schedule_cycles_through_its_indices():
-    env = PromptSchedule(TextGenEnv(task="copy", tokenizer="tiny"), [5, 2])
-    assert [env.reset(options={"advance": True})[1]["index"] for _ in range(3)] == [5, 2, 5]
-    assert env.reset()[1]["index"] == 5  # an autoreset replays the current prompt
-    assert env.reset(options={"index": 7})[1]["index"] == 7
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--steps", "0"], "expected a positive int, got 0"), (["--steps", "-5"], "expected a positive int"),
+     (["--task", "train="], "expected NAME, PATH or split=PATH"), (["--reward", "bleu=x"], "name=weight pairs")],
+)
+def test_bad_arguments_fail_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_task_file_fails_before_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        main(["--task", str(tmp_path / "nope.jsonl"), "--model", "tiny", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "model.zip").exists()
 
 
 def test_quick_preset_fills_only_what_was_not_given():

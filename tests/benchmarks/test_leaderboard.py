@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agents import evaluation
 from benchmarks import leaderboard, plots
 from benchmarks.leaderboard import METRICS, AgentSpec, Args
 
@@ -32,7 +33,7 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert data["args"]["model"] == "tiny" and data["args"]["quick"] is True
     assert data["machine"]["torch"] and "--quick" in data["command"]
     agents = [row["agent"] for row in data["rows"]]
-    assert agents == ["random", "greedy", "sampling", "beam", "reference"]
+    assert agents == ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"]
     for row in data["rows"]:
         assert row["task"] == "copy" and row["episodes"] == 4
         assert row["seeds"] == (2 if row["agent"] in ("random", "sampling") else 1)  # deterministic agents play once
@@ -40,13 +41,13 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
             assert key in row and f"{key}_std" in row
         assert row["coherence"] is None  # --quick skips coherence; NaN is written as null
         assert row["tokens_per_s"] > 0 and row["peak_mb"] is not None
-    assert len(data["per_seed"]) == 2 + 2 + 3
+    assert len(data["per_seed"]) == 2 + 2 + 4
 
     md = (out / "leaderboard.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| task |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert columns == ["task", "agent"] + [title for key, (title, _) in METRICS.items() if key != "coherence"]
-    assert md.count("\n| copy |") == 5
+    assert md.count("\n| copy |") == 6
 
     for key in METRICS:
         if key != "coherence":
@@ -56,7 +57,7 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
     assert "| copy | reference |" in text and "python -m benchmarks.leaderboard --quick" in text
-    assert len(report["rows"]) == 5
+    assert len(report["rows"]) == 6
 
     # --render redraws the outputs and the README from results.json alone, without playing.
     (out / "leaderboard.md").unlink()
@@ -68,12 +69,14 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
 
 def test_reference_agent_scores_one_on_copy_and_jsonl(tmp_path: Path) -> None:
     task = tmp_path / "mine.jsonl"
-    task.write_text('{"prompt": "Greet", "reference": "hello there my good friend"}\n{"prompt": "Say bye", "references": ["bye now", "bye"]}\n')
+    task.write_text('{"prompt": "Greet", "reference": "hello there my good friend", "split": "test"}\n'
+                    '{"prompt": "Say bye", "references": ["bye now", "bye"], "split": "test"}\n'
+                    '{"prompt": "Say hi", "reference": "hi", "split": "train"}\n')
     args = Args(agents=["reference"], tasks=["copy", str(task)], seeds=[0], episodes=3, model="tiny", max_new_tokens=64,
                 batch_size=2, coherence=False, isolate=False, threads=1)
     rows, per_seed = leaderboard.summarize(leaderboard.run_agents(args), args)
     assert [row["task"] for row in rows] == ["copy", "mine"]
-    assert rows[1]["episodes"] == 2  # the file has 2 samples, fewer than --episodes
+    assert rows[1]["episodes"] == 2  # the file's test split has 2 samples, fewer than --episodes
     for row in rows:  # corpus BLEU needs a 4-gram: "corner tea pen glass" (copy) and "hello there my good friend"
         assert row["corpus_bleu"] == pytest.approx(1.0)
         assert row["bleu"] == pytest.approx(1.0) and row["chrf"] == pytest.approx(1.0)
@@ -90,7 +93,7 @@ def test_play_gives_every_agent_the_same_prompts(row_free: bool) -> None:
     batches = []
     act = agent.act
     agent.act = lambda obs, masks, deterministic: batches.append(len(obs["input_ids"])) or act(obs, masks, deterministic)
-    episodes, seconds = leaderboard.play(agent, envs, list(range(7)), seed=0, deterministic=False, row_free=row_free)
+    episodes, seconds = evaluation.play(agent, envs, list(range(7)), seed=0, deterministic=False, row_free=row_free)
     assert [e["index"] for e in episodes] == list(range(7)) and seconds > 0
     assert [e["prompt"] for e in episodes] == [envs[0].task[i].prompt for i in range(7)]
     assert all(1 <= e["steps"] <= 8 and len(e["tokens"]) <= e["steps"] for e in episodes)
@@ -164,3 +167,29 @@ def test_isolated_agent_runs_in_a_fresh_process() -> None:
                 coherence=False, isolate=True, threads=1)
     runs = leaderboard.run_agents(args)
     assert [len(run["episodes"]) for run in runs] == [2] and runs[0]["memory"] == "rss" and runs[0]["peak_mb"] >= 0
+
+
+def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tmp_path: Path, capsys) -> None:
+    task = tmp_path / "train_only.jsonl"
+    task.write_text('{"prompt": "Say hi", "reference": "hi", "split": "train"}\n')
+    with pytest.raises(ValueError, match="expected a trainer checkpoint at .*missing.zip, found no such file"):
+        Args(agents=["greedy", "ckpt:" + str(tmp_path / "missing.zip")])
+    args = Args(agents=["reference"], tasks=["copy", str(task)], seeds=[0], model="tiny", isolate=False, coherence=False)
+    with pytest.raises(ValueError, match="the 'test' split is empty"):
+        leaderboard.run_agents(args)
+    assert "[evaluate]" not in capsys.readouterr().out  # nothing played
+
+
+def test_copy_prompt_and_margins_on_a_file_with_sources(tmp_path: Path) -> None:
+    task = tmp_path / "rewrite.jsonl"
+    task.write_text('{"prompt": "Rewrite: the big dog ran", "source": "the big dog ran", "reference": "the big dog ran fast", "split": "test"}\n')
+    args = Args(agents=["greedy", "copy-prompt", "reference"], tasks=[str(task)], seeds=[0], episodes=1, model="tiny",
+                batch_size=1, coherence=False, isolate=False, threads=1)
+    rows, _ = leaderboard.summarize(leaderboard.run_agents(args), args)
+    by_agent = {row["agent"]: row for row in rows}
+    from text_gym.rewards import sentence_bleu
+
+    expected = float(sentence_bleu(["the big dog ran"], [["the big dog ran fast"]])[0])
+    assert by_agent["copy-prompt"]["bleu"] == pytest.approx(expected)  # copies the source, not the instruction
+    best = max(by_agent["greedy"]["bleu"], expected)
+    assert by_agent["reference"]["margin"] == pytest.approx(1.0 - best)

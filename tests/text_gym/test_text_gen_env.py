@@ -135,7 +135,7 @@ def test_render_ansi_shows_prompt_output_and_scores():
 
 
 def test_user_task_object_and_pickle():
-    task = from_records([{"prompt": "Say hi", "reference": "hi"}, {"prompt": "Say yo", "references": ["yo", "yo!"]}])
+    task = from_records([{"prompt": "Say hi", "reference": "hi"}, {"prompt": "Say yo", "references": ["yo", "yo!"]}], split="all")
     env = make(task=task)
     env.reset(seed=0, options={"index": 1})
     _, (*_, info) = play(env, encode_reply(env, "yo"))

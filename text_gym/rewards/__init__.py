@@ -9,8 +9,14 @@ name, a dict of weights or a callable into a :class:`Reward`, which also reports
     scores = reward.score(["Name a string instrument."], ["The guitar."], [["A guitar.", "Violin."]])
     scores["bleu"], scores["coherence"], scores["reward"]   # arrays of shape (1,)
 
-Built-in names: ``"bleu"`` (:class:`BLEU`), ``"chrf"`` (:class:`CHRF`) and ``"coherence"``
-(:class:`Coherence`); add yours with :func:`register_reward`.
+Built-in names: ``"bleu"`` (:class:`BLEU`), ``"chrf"`` (:class:`CHRF`), ``"coherence"``
+(:class:`Coherence`), ``"sari"`` (:class:`SARI`) and ``"source-bleu"`` (:class:`SourceBLEU`); add
+yours with :func:`register_reward`.
+
+``prompts`` holds each sample's *source*: the text the reply must transform (for "Translate to
+French: Save" the source is "Save"), or the raw prompt when a sample has no separate source.
+SARI scores an output's edits of its source; ``"source-bleu"`` with a negative weight, as in
+``make_reward({"bleu": 1.0, "source-bleu": -0.5})``, stops paying an agent for copying its input.
 """
 
 from __future__ import annotations
@@ -23,11 +29,19 @@ from text_gym.rewards.base import TOTAL_KEY, Reward, RewardFunction, check_compo
 from text_gym.rewards.bleu import BLEU, corpus_bleu, sentence_bleu
 from text_gym.rewards.chrf import CHRF, sentence_chrf
 from text_gym.rewards.coherence import Coherence, embed, load_encoder
+from text_gym.rewards.sari import SARI, sentence_sari
+from text_gym.rewards.source_bleu import SourceBLEU
 
 RewardFactory = Callable[[], RewardFunction]
 RewardSpec = Union[str, Mapping[str, float], RewardFunction, Reward]  # noqa: UP007 (a runtime alias)
 
-REWARDS: dict[str, RewardFactory] = {"bleu": BLEU, "chrf": CHRF, "coherence": Coherence}
+REWARDS: dict[str, RewardFactory] = {
+    "bleu": BLEU,
+    "chrf": CHRF,
+    "coherence": Coherence,
+    "sari": SARI,
+    "source-bleu": SourceBLEU,
+}
 """Registered reward names -> factories that take no arguments; add yours with :func:`register_reward`."""
 
 
@@ -123,12 +137,14 @@ __all__ = [
     "BLEU",
     "CHRF",
     "REWARDS",
+    "SARI",
     "TOTAL_KEY",
     "Coherence",
     "Reward",
     "RewardFactory",
     "RewardFunction",
     "RewardSpec",
+    "SourceBLEU",
     "corpus_bleu",
     "embed",
     "load_encoder",
@@ -137,4 +153,5 @@ __all__ = [
     "reward_names",
     "sentence_bleu",
     "sentence_chrf",
+    "sentence_sari",
 ]

@@ -26,7 +26,8 @@ class RewardFunction(Protocol):
     """What an environment needs from a reward: one score per output, in batch form.
 
     Args:
-        prompts: The raw task prompts (not chat-templated), one per output.
+        prompts: The input each output answers, one per output: the sample's ``source`` (the text
+            to transform) when its task names one, else its raw prompt; never chat-templated.
         outputs: The decoded generations.
         references: The reference strings of each sample (one or more per sample).
 

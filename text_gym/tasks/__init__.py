@@ -1,7 +1,9 @@
 """Tasks: datasets of ``(prompt, references)`` samples, by name, by file or as objects.
 
-Built-in names: ``"qa"`` (chatterbot-corpus questions, the default) and the synthetic
-``"copy"``, ``"reverse"``, ``"sort"``, ``"number-words"``, ``"arithmetic"`` and ``"echo-letter"``.
+Built-in names: ``"qa"`` (chatterbot-corpus questions, the default), the synthetic ``"copy"``,
+``"reverse"``, ``"sort"``, ``"number-words"``, ``"arithmetic"`` and ``"echo-letter"``, and
+``"translate-fr"``, ``"translate-de"`` and ``"translate-es"`` (English UI strings from Django's
+catalogues; they need ``pip install django``).
 Add your own with :func:`register_task`, or pass a ``.jsonl`` file or any :class:`Task` object.
 
 Example:
@@ -15,14 +17,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from text_gym.errors import UnknownNameError
-from text_gym.tasks.base import SPLITS, ListTask, Sample, Task, check_split, split_of
+from text_gym.tasks.base import ALL, SPLITS, ListTask, Sample, Task, check_split, split_of, split_task
 from text_gym.tasks.files import from_jsonl, from_records
 from text_gym.tasks.qa import QATask
 from text_gym.tasks.synthetic import GENERATORS, EchoLetterTask, SyntheticTask, number_to_words
+from text_gym.tasks.translation import LANGUAGES, TranslationTask
 
 _FACTORIES: dict[str, Callable[[str], Task]] = {}
 
@@ -64,37 +68,72 @@ def _build(name: str, split: str) -> Task:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_jsonl(path: str, mtime_ns: int, size: int) -> ListTask:
+def _load_jsonl(path: str, mtime_ns: int, size: int, split: str, whole: bool) -> ListTask:
     # Keyed by modification time and size as well, so an edited file is read again.
-    return from_jsonl(path)
+    return from_jsonl(path, split=split, whole=whole)
 
 
-def make_task(spec: str | os.PathLike[str] | Task | Sequence[Sample | tuple], split: str = "train") -> Task:
-    """Return a task from a registered name, a ``.jsonl`` file, a task object or a list of samples.
+def _is_path(spec: object) -> bool:
+    return isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".jsonl"))
+
+
+def _jsonl_task(spec: str | os.PathLike[str], split: str, whole: bool = False) -> ListTask:
+    path = Path(spec).resolve()
+    stat = path.stat()  # FileNotFoundError names the path
+    return _load_jsonl(str(path), stat.st_mtime_ns, stat.st_size, split, whole)
+
+
+def _mapped_task(files: Mapping[str, Any], split: str) -> ListTask:
+    unknown = sorted(str(key) for key in files if key not in SPLITS)
+    if unknown or not files:
+        raise ValueError(f"Expected a task mapping of splits {list(SPLITS)} to .jsonl files, got keys {sorted(map(str, files))}.")
+    bad = {key: value for key, value in files.items() if not _is_path(value)}
+    if bad:
+        raise TypeError(f"Expected every value of the task mapping to be a .jsonl path, got {bad!r}.")
+    if split == ALL:
+        return ListTask([s for key in SPLITS if key in files for s in _jsonl_task(files[key], key, whole=True)], name="files")
+    if split not in files:
+        raise ValueError(
+            f"The task mapping has no file for split {split!r}; expected one of its keys {sorted(files)}, "
+            f"or add {split!r}: 'path.jsonl' to it."
+        )
+    return _jsonl_task(files[split], split, whole=True)
+
+
+def make_task(
+    spec: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | Task | Sequence[Sample | tuple],
+    split: str = "train",
+) -> Task:
+    """Return one split of a task from a registered name, a ``.jsonl`` file, a mapping of files, or a task object.
 
     Args:
         spec: One of
 
             - a registered name (see :func:`task_names`): that task's ``split``, cached per process;
-            - a path (a ``str`` ending in ``.jsonl``, or any ``os.PathLike``): the whole file as
-              :func:`from_jsonl` reads it, whatever ``split`` is, because a file is one split that
-              you chose yourself;
-            - an object with ``name``, ``__len__`` and ``__getitem__``: returned as is;
-            - a list or tuple of ``(prompt, references)`` pairs: wrapped in a :class:`ListTask`.
-        split: One of :data:`SPLITS`; checked even where it is not used, to catch typos.
+            - a path (a ``str`` ending in ``.jsonl``, or any ``os.PathLike``): the file's ``split``,
+              as :func:`from_jsonl` splits it (records' own ``split`` fields first, then about
+              80/10/10 by a hash of the prompt);
+            - a mapping of split names to ``.jsonl`` files (``{"train": "a.jsonl", "test":
+              "b.jsonl"}``): the file of ``split``, used whole;
+            - an object with ``name``, ``__len__`` and ``__getitem__``: returned as is (you chose
+              its samples yourself);
+            - a list or tuple of ``(prompt, references)`` pairs: wrapped in a :class:`ListTask`, whole.
+        split: One of :data:`SPLITS`, or ``"all"`` for every sample; checked even where it is not
+            used, to catch typos.
 
     Raises:
         UnknownNameError: If ``spec`` is a string that is neither a registered name nor a ``.jsonl`` path.
-        ValueError: If ``split`` is not one of :data:`SPLITS`.
+        ValueError: If ``split`` is not one of :data:`SPLITS` or ``"all"``, or a mapping lacks it.
+        DatasetError: If the split of a file is empty or a record is malformed.
         TypeError: If ``spec`` is none of the above.
     """
     check_split(split)
     if isinstance(spec, str) and spec in _FACTORIES:
         return _build(spec, split)
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".jsonl")):
-        path = Path(spec).resolve()
-        stat = path.stat()  # FileNotFoundError names the path
-        return _load_jsonl(str(path), stat.st_mtime_ns, stat.st_size)
+    if _is_path(spec):
+        return _jsonl_task(spec, split)
+    if isinstance(spec, Mapping):
+        return _mapped_task(spec, split)
     if isinstance(spec, str):
         raise UnknownNameError(
             f"Unknown task {spec!r}; expected one of {task_names()}, a path to a .jsonl file, or a Task object."
@@ -113,8 +152,11 @@ register_task("qa", QATask)
 for _kind in GENERATORS:
     register_task(_kind, functools.partial(SyntheticTask, _kind))
 register_task("echo-letter", EchoLetterTask)
+for _language in LANGUAGES:  # partials of a class pickle, so vector envs can rebuild them
+    register_task(f"translate-{_language}", functools.partial(TranslationTask, language=_language))
 
 __all__ = [
+    "ALL",
     "SPLITS",
     "EchoLetterTask",
     "ListTask",
@@ -122,11 +164,13 @@ __all__ = [
     "Sample",
     "SyntheticTask",
     "Task",
+    "TranslationTask",
     "from_jsonl",
     "from_records",
     "make_task",
     "number_to_words",
     "register_task",
     "split_of",
+    "split_task",
     "task_names",
 ]

@@ -7,27 +7,59 @@ the validated in-memory implementation that every built-in task uses.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from text_gym.errors import DatasetError
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+"""The held-apart splits every task defines."""
+ALL = "all"
+"""The split name that asks for every sample of a task; never the default, so held-out stays held out."""
 
 
-class Sample(NamedTuple):
-    """One task item: a prompt and the replies that count as correct.
+@dataclass(frozen=True)
+class Sample:
+    """One task item: a prompt, the replies that count as correct, and the text to transform.
 
-    A plain tuple, so ``prompt, references = task[i]`` works.
+    It unpacks as a pair, so ``prompt, references = task[i]`` works.
+
+    Attributes:
+        prompt: What the agent is asked, as the user wrote it (before any chat template).
+        references: One or more replies that count as correct.
+        source: The text the prompt asks to transform, when the prompt is an instruction around it
+            (``"Translate to French: Save"`` has the source ``"Save"``). After construction it is
+            always a str: the prompt itself when no source was given. Rewards receive it as their
+            ``prompts`` argument, and the ``copy-prompt`` baseline replies with it.
 
     Example:
         >>> prompt, references = Sample("Say: a", ("a",))
         >>> references
         ('a',)
+        >>> Sample("Repeat exactly: a b", ("a b",), source="a b").source
+        'a b'
+        >>> Sample("What is AI?", ("A field.",)).source
+        'What is AI?'
     """
 
     prompt: str
     references: tuple[str, ...]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "references", tuple(self.references))
+        if self.source is None:
+            object.__setattr__(self, "source", self.prompt)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.prompt, self.references))
+
+    @property
+    def has_source(self) -> bool:
+        """True when the sample names a source distinct from its prompt."""
+        return self.source != self.prompt
 
 
 @runtime_checkable
@@ -62,10 +94,30 @@ def stable_hash(text: str) -> int:
 
 
 def check_split(split: str) -> str:
-    """Return ``split`` if it is one of :data:`SPLITS`, else raise ``ValueError``."""
-    if split not in SPLITS:
-        raise ValueError(f"Expected split to be one of {SPLITS}, got {split!r}.")
+    """Return ``split`` if it is one of :data:`SPLITS` or :data:`ALL`, else raise ``ValueError``."""
+    if split not in SPLITS and split != ALL:
+        raise ValueError(f"Expected split to be one of {(*SPLITS, ALL)}, got {split!r}.")
     return split
+
+
+def normalize_text(text: str) -> str:
+    """Return the key under which identical prompts are grouped: stripped, spaces collapsed, casefolded.
+
+    Example:
+        >>> normalize_text("  What is   AI? ") == normalize_text("what is ai?")
+        True
+    """
+    return re.sub(r"\s+", " ", text.strip()).casefold()
+
+
+def sample_key(sample: Sample) -> str:
+    """Return the text that identifies a sample for grouping and splitting: its normalised prompt, and source.
+
+    The source counts too, because an instruction prompt (``"Translate to French:"``) is shared
+    by every sample of a task whose records give the text to transform separately.
+    """
+    key = normalize_text(sample.prompt)
+    return key + "\n" + normalize_text(sample.source) if sample.has_source else key
 
 
 def split_of(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
@@ -103,8 +155,12 @@ def split_of(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) 
 def as_sample(item: object, where: str) -> Sample:
     """Validate one ``(prompt, references)`` pair and return it as a :class:`Sample`.
 
-    ``references`` may be a single string, taken as one reference. Errors name ``where``.
+    ``references`` may be a single string, taken as one reference. A :class:`Sample` keeps its
+    source. Errors name ``where``.
     """
+    source = None
+    if isinstance(item, Sample):
+        item, source = (item.prompt, item.references), item.source
     if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
         raise DatasetError(f"{where}: expected a (prompt, references) pair, got {item!r:.80}.")
     prompt, references = item
@@ -119,7 +175,9 @@ def as_sample(item: object, where: str) -> Sample:
     for reference in references:
         if not isinstance(reference, str) or not reference.strip():
             raise DatasetError(f"{where}: expected every reference to be a non-empty str, got {reference!r:.80}.")
-    return Sample(prompt, tuple(references))
+    if source is not None and (not isinstance(source, str) or not source.strip()):
+        raise DatasetError(f"{where}: expected the source to be a non-empty str, got {source!r:.80}.")
+    return Sample(prompt, tuple(references), source)
 
 
 class ListTask:
@@ -136,8 +194,8 @@ class ListTask:
 
     Example:
         >>> task = ListTask([("Say: a", "a"), ("Say: b", ["b", "B"])], name="letters")
-        >>> len(task), task[1]
-        (2, Sample(prompt='Say: b', references=('b', 'B')))
+        >>> len(task), tuple(task[1])
+        (2, ('Say: b', ('b', 'B')))
     """
 
     def __init__(self, samples: Sequence[Sample | tuple], name: str = "custom") -> None:
@@ -146,6 +204,8 @@ class ListTask:
         if isinstance(samples, (str, bytes)):
             raise TypeError("Expected samples to be a sequence of (prompt, references) pairs, got a str.")
         self.name = name
+        self.split: str = ALL  # which split these samples are; subclasses and split_task set it
+        self.split_sizes: dict[str, int] | None = None  # distinct prompts per split, when split by split_task
         self._samples = tuple(as_sample(item, f"task {name!r}, sample {i}") for i, item in enumerate(samples))
         if not self._samples:
             raise DatasetError(f"Task {name!r} has no samples; expected at least one (prompt, references) pair.")
@@ -161,3 +221,78 @@ class ListTask:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, size={len(self)})"
+
+
+def split_task(
+    items: Sequence[tuple[Sample, str | None, str]],
+    split: str,
+    name: str,
+    origin: str,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    whole: bool = False,
+) -> ListTask:
+    """Group samples that share a prompt, assign each group a split, and keep the groups of ``split``.
+
+    This is the one splitting rule of every task built from records (files, lists, catalogues):
+
+    - Samples whose :func:`sample_key` (normalised prompt, and source) is the same become one
+      sample carrying all their distinct references, in order of first appearance.
+    - A group goes to the split its records declare (the ``split`` field of a record), else to
+      :func:`split_of` of its key: about 80/10/10, the same in every process and on every machine.
+    - ``split="all"`` keeps every group; it is never a default.
+
+    Args:
+        items: ``(sample, declared split or None, where)`` per record; ``where`` names the record in errors.
+        split: One of :data:`SPLITS`, or :data:`ALL`.
+        name: The task's name.
+        origin: What the records came from (a file path, "records"), for error messages.
+        fractions: Shares of train, validation and test for groups without a declared split.
+        whole: Every record belongs to ``split`` (a file given for one split): all are kept, and a
+            record that declares another split is an error.
+
+    Raises:
+        DatasetError: Records of one group declare different splits, a record declares another
+            split than ``whole`` pins, or the chosen split is empty.
+
+    Example:
+        >>> items = [(Sample("Say hi", ("hi",)), None, "r0"), (Sample("say  HI", ("hello",)), None, "r1")]
+        >>> task = split_task(items, "all", "greetings", "records")
+        >>> len(task), task[0].references
+        (1, ('hi', 'hello'))
+    """
+    check_split(split)
+    groups: dict[str, tuple[Sample, list[str], str | None, str]] = {}
+    for sample, declared, where in items:
+        if whole and declared is not None and declared != split:
+            raise DatasetError(
+                f"{where}: this file is given for the {split!r} split, but the record says split {declared!r}; "
+                "remove the record's 'split' field or move it to the file of its split."
+            )
+        declared = split if whole else declared
+        key = sample_key(sample)
+        if key not in groups:
+            groups[key] = (sample, list(sample.references), declared, where)
+            continue
+        first, references, first_split, first_where = groups[key]
+        if declared is not None and first_split is not None and declared != first_split:
+            raise DatasetError(
+                f"{where}: the prompt {sample.prompt[:60]!r} is also at {first_where}, with split {first_split!r}; "
+                f"expected the same split, got {declared!r}. Give every copy of a prompt the same 'split'."
+            )
+        references += [r for r in sample.references if r not in references]
+        groups[key] = (first, references, first_split if first_split is not None else declared, first_where)
+    chosen, counts = [], dict.fromkeys(SPLITS, 0)
+    for key, (sample, references, declared, _) in groups.items():
+        assigned = declared if declared is not None else split_of(key, fractions)
+        counts[assigned] += 1
+        if split in (ALL, assigned):
+            chosen.append(Sample(sample.prompt, tuple(references), sample.source))
+    if not chosen:
+        raise DatasetError(
+            f"{origin}: the {split!r} split is empty; its {len(groups)} distinct prompts went to {counts} "
+            f"(by a hash of the prompt, or their 'split' field). Add records, give some a 'split' field, "
+            "or pass split='all' to use every record (then nothing is held out)."
+        )
+    task = ListTask(chosen, name=name)
+    task.split, task.split_sizes = split, counts
+    return task

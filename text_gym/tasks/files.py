@@ -1,10 +1,20 @@
-"""Tasks from your own data: JSON Lines files and in-memory records.
+"""Tasks from your own data: JSON Lines files and in-memory records, split like every task.
 
 Each record is an object with a ``prompt`` and either one ``reference`` or a list of
-``references``; other fields are ignored::
+``references``. Two fields are optional: ``source``, the text to transform when the prompt is an
+instruction around it (the ``copy-prompt`` baseline copies it, and rewards see it), and
+``split``, which pins the record to ``"train"``, ``"validation"`` or ``"test"``. Other fields
+are ignored::
 
     {"prompt": "Say hi", "reference": "hi"}
     {"prompt": "Greet me", "references": ["hello", "hi there"]}
+    {"prompt": "Rewrite in simple English: It is imperative.", "source": "It is imperative.", "reference": "It must be done."}
+    {"prompt": "What is 2 + 2?", "reference": "4", "split": "test"}
+
+Records are split as :func:`~text_gym.tasks.base.split_task` says: records with the same prompt
+(and source) become one sample with all their references, and each sample goes to its declared
+split or else to about 80/10/10 by a stable hash of its normalised prompt. ``split="all"`` takes
+every record, and only when you ask for it.
 """
 
 from __future__ import annotations
@@ -15,15 +25,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from text_gym.errors import DatasetError
-from text_gym.tasks.base import ListTask, Sample
+from text_gym.tasks.base import SPLITS, ListTask, Sample, split_task
 
 
-def sample_from_record(record: object, where: str) -> Sample:
-    """Validate one record and return it as a :class:`Sample`; errors start with ``where``.
+def sample_from_record(record: object, where: str) -> tuple[Sample, str | None]:
+    """Validate one record; return it as a :class:`Sample` and its declared split (or None).
+
+    Errors start with ``where``.
 
     Example:
-        >>> sample_from_record({"prompt": "Say hi", "reference": "hi"}, "record 0")
-        Sample(prompt='Say hi', references=('hi',))
+        >>> sample, split = sample_from_record({"prompt": "Say hi", "reference": "hi"}, "record 0")
+        >>> tuple(sample), split
+        (('Say hi', ('hi',)), None)
     """
     if not isinstance(record, Mapping):
         raise DatasetError(
@@ -55,46 +68,59 @@ def sample_from_record(record: object, where: str) -> Sample:
     for reference in references:
         if not isinstance(reference, str) or not reference.strip():
             raise DatasetError(f"{where}: expected '{field}' to hold non-empty strings, got {reference!r:.80}.")
-    return Sample(prompt, tuple(references))
+    source = record.get("source")
+    if source is not None and (not isinstance(source, str) or not source.strip()):
+        raise DatasetError(f"{where}: expected 'source' to be a non-empty string when present, got {source!r:.80}.")
+    split = record.get("split")
+    if split is not None and split not in SPLITS:
+        raise DatasetError(f"{where}: expected 'split' to be one of {list(SPLITS)} when present, got {split!r:.80}.")
+    return Sample(prompt, tuple(references), source), split
 
 
-def from_records(records: Iterable[Mapping], name: str = "custom") -> ListTask:
-    """Build a task from records, such as rows from your own loader.
+def from_records(records: Iterable[Mapping], name: str = "custom", split: str = "train") -> ListTask:
+    """Build one split of a task from records, such as rows from your own loader.
 
     Args:
-        records: Mappings with ``prompt`` and ``reference`` (str) or ``references`` (list of str).
+        records: Mappings with ``prompt`` and ``reference`` (str) or ``references`` (list of
+            str), and optionally ``source`` and ``split`` (see the module docstring).
         name: The task's name.
+        split: ``"train"``, ``"validation"``, ``"test"``, or ``"all"`` for every record.
 
     Raises:
-        DatasetError: If there are no records or one is malformed; the message gives its index.
+        DatasetError: If there are no records, one is malformed (the message gives its index),
+            or the chosen split is empty.
 
     Example:
-        >>> task = from_records([{"prompt": "Say hi", "references": ["hi", "hello"]}])
-        >>> task[0].references
-        ('hi', 'hello')
+        >>> records = [{"prompt": "Say hi", "references": ["hi", "hello"]}, {"prompt": "say hi", "reference": "hey"}]
+        >>> task = from_records(records, split="all")
+        >>> len(task), task[0].references
+        (1, ('hi', 'hello', 'hey'))
     """
     if isinstance(records, (str, bytes, Mapping)):
         raise TypeError(f"Expected records to be an iterable of mappings, got a {type(records).__name__}.")
-    samples = [sample_from_record(record, f"record {i}") for i, record in enumerate(records)]
-    if not samples:
+    items = [(*sample_from_record(record, f"record {i}"), f"record {i}") for i, record in enumerate(records)]
+    if not items:
         raise DatasetError(f"No records given for task {name!r}; expected at least one.")
-    return ListTask(samples, name=name)
+    return split_task(items, split, name, origin=f"task {name!r}")
 
 
-def from_jsonl(path: str | os.PathLike[str], name: str | None = None) -> ListTask:
-    """Build a task from a JSON Lines file: one record object per line, blank lines skipped.
+def from_jsonl(path: str | os.PathLike[str], name: str | None = None, split: str = "train", whole: bool = False) -> ListTask:
+    """Build one split of a task from a JSON Lines file: one record object per line, blank lines skipped.
 
     Args:
         path: The ``.jsonl`` file (UTF-8).
         name: The task's name; by default the file's stem.
+        split: ``"train"``, ``"validation"``, ``"test"``, or ``"all"`` for every record.
+        whole: The file holds exactly the ``split`` split (one file per split): every record is
+            kept, and one whose ``split`` field names another split is an error.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        DatasetError: If the file has no records, or a line is not valid JSON or not a valid
-            record; the message gives the file and the 1-based line number.
+        DatasetError: If the file has no records, a line is not valid JSON or not a valid record
+            (the message gives the file and the 1-based line number), or the chosen split is empty.
     """
     path = Path(path)
-    samples = []
+    items = []
     with path.open("rb") as file:
         for lineno, raw in enumerate(file, start=1):
             where = f"{path}, line {lineno}"
@@ -110,7 +136,7 @@ def from_jsonl(path: str | os.PathLike[str], name: str | None = None) -> ListTas
                 raise DatasetError(
                     f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line."
                 ) from exc
-            samples.append(sample_from_record(record, where))
-    if not samples:
+            items.append((*sample_from_record(record, where), where))
+    if not items:
         raise DatasetError(f"{path} has no records; expected one JSON object per line with 'prompt' and 'reference'.")
-    return ListTask(samples, name=name or path.stem)
+    return split_task(items, split, name or path.stem, origin=str(path), whole=whole)

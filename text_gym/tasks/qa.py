@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from text_gym.errors import DatasetError, MissingAssetError
-from text_gym.tasks.base import ListTask, Sample, check_split, split_of
+from text_gym.tasks.base import ALL, ListTask, Sample, check_split, normalize_text, split_of
 
 CORPUS_PACKAGE = "chatterbot_corpus"
 CORPUS_INSTALL = "pip install chatterbot-corpus==1.3.3"
@@ -62,14 +61,7 @@ def corpus_dir() -> Path:
     return folder
 
 
-def normalize_question(text: str) -> str:
-    """Return the key under which identical questions are grouped: stripped, spaces collapsed, casefolded.
-
-    Example:
-        >>> normalize_question("  What is   AI? ") == normalize_question("what is ai?")
-        True
-    """
-    return re.sub(r"\s+", " ", text.strip()).casefold()
+normalize_question = normalize_text  # the grouping key of questions; kept under its old name
 
 
 # Each group: (question as first seen, references in order of first appearance, category).
@@ -140,7 +132,7 @@ class QATask(ListTask):
     strings or are empty, are skipped and counted in :attr:`stats`.
 
     Args:
-        split: One of ``"train"``, ``"validation"``, ``"test"``.
+        split: One of ``"train"``, ``"validation"``, ``"test"``, or ``"all"``.
         folder: A folder of chatterbot-style ``*.yml`` files; by default the installed English corpus.
 
     Attributes:
@@ -155,7 +147,7 @@ class QATask(ListTask):
     def __init__(self, split: str = "train", folder: str | os.PathLike[str] | None = None) -> None:
         check_split(split)
         groups, self.stats = read_corpus(str(folder if folder is not None else corpus_dir()))
-        chosen = [group for key, group in groups.items() if split_of(key) == split]
+        chosen = [group for key, group in groups.items() if split in (ALL, split_of(key))]
         super().__init__([Sample(question, refs) for question, refs, _ in chosen], name="qa")
         self.split = split
         self.categories: tuple[str, ...] = tuple(category for *_, category in chosen)

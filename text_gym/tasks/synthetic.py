@@ -25,7 +25,7 @@ from string import ascii_lowercase
 import numpy as np
 
 from text_gym.errors import DatasetError
-from text_gym.tasks.base import ListTask, Sample, check_split, split_of, stable_hash
+from text_gym.tasks.base import ALL, SPLITS, ListTask, Sample, check_split, split_of, stable_hash
 
 SIZES = {"train": 2000, "validation": 200, "test": 200}
 
@@ -88,17 +88,17 @@ def _words(rng: np.random.Generator) -> list[str]:
 
 def _copy(rng: np.random.Generator) -> Sample:
     text = " ".join(_words(rng))
-    return Sample(f"Repeat exactly: {text}", (text,))
+    return Sample(f"Repeat exactly: {text}", (text,), source=text)
 
 
 def _reverse(rng: np.random.Generator) -> Sample:
     words = _words(rng)
-    return Sample(f"Reverse the word order: {' '.join(words)}", (" ".join(reversed(words)),))
+    return Sample(f"Reverse the word order: {' '.join(words)}", (" ".join(reversed(words)),), source=" ".join(words))
 
 
 def _sort(rng: np.random.Generator) -> Sample:
     words = _words(rng)
-    return Sample(f"Sort alphabetically: {' '.join(words)}", (" ".join(sorted(words)),))
+    return Sample(f"Sort alphabetically: {' '.join(words)}", (" ".join(sorted(words)),), source=" ".join(words))
 
 
 def _number_words(rng: np.random.Generator) -> Sample:
@@ -131,7 +131,7 @@ class SyntheticTask(ListTask):
 
     Args:
         kind: ``"copy"``, ``"reverse"``, ``"sort"``, ``"number-words"`` or ``"arithmetic"``.
-        split: One of ``"train"``, ``"validation"``, ``"test"``.
+        split: One of ``"train"``, ``"validation"``, ``"test"``, or ``"all"`` (the three together).
         size: Number of distinct samples; by default :data:`SIZES` (2000 / 200 / 200).
 
     Example:
@@ -143,7 +143,9 @@ class SyntheticTask(ListTask):
     def __init__(self, kind: str, split: str = "train", size: int | None = None) -> None:
         if kind not in GENERATORS:
             raise ValueError(f"Expected kind to be one of {sorted(GENERATORS)}, got {kind!r}.")
-        check_split(split)
+        if check_split(split) == ALL:
+            super().__init__([s for part in SPLITS for s in SyntheticTask(kind, part)], name=kind)
+            return
         size = SIZES[split] if size is None else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"Expected size to be a positive int, got {size!r}.")

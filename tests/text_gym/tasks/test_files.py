@@ -19,10 +19,10 @@ def write(tmp_path, text: str, name: str = "data.jsonl"):
 def test_from_jsonl_reads_both_reference_forms_and_skips_blank_lines(tmp_path):
     lines = [{"prompt": "Say hi", "reference": "hi", "id": 7}, {"prompt": "Greet", "references": ["hello", "hey"]}]
     path = write(tmp_path, "\ufeff" + json.dumps(lines[0]) + "\n\n   \n" + json.dumps(lines[1]) + "\n")
-    task = from_jsonl(path)
+    task = from_jsonl(path, split="all")
     assert task.name == "data" and len(task) == 2
-    assert task[0] == ("Say hi", ("hi",)) and task[1].references == ("hello", "hey")
-    assert from_jsonl(str(path), name="mine").name == "mine"
+    assert tuple(task[0]) == ("Say hi", ("hi",)) and task[1].references == ("hello", "hey")
+    assert from_jsonl(str(path), name="mine", split="all").name == "mine"
 
 
 @pytest.mark.parametrize(
@@ -39,12 +39,16 @@ def test_from_jsonl_reads_both_reference_forms_and_skips_blank_lines(tmp_path):
         ('{"prompt": "a", "reference": 5}\n', 1, "expected 'reference' to hold non-empty strings, got 5"),
         ('{"prompt": "a", "references": ["b", null]}\n', 1, "got None"),
         ('{"prompt": "  ", "reference": "b"}\n', 1, "non-empty string"),
+        ('{"prompt": "a", "reference": "b", "split": "dev"}\n', 1, "expected 'split' to be one of .* got 'dev'"),
+        ('{"prompt": "a", "reference": "b", "source": ""}\n', 1, "expected 'source' to be a non-empty string"),
+        ('{"prompt": "a", "reference": "b", "split": "test"}\n{"prompt": "A", "reference": "c", "split": "train"}\n',
+         2, "line 1, with split 'test'; expected the same split, got 'train'"),
     ],
 )
 def test_from_jsonl_errors_name_file_and_line(tmp_path, text, line, match):
     path = write(tmp_path, text)
     with pytest.raises(DatasetError, match=match) as info:
-        from_jsonl(path)
+        from_jsonl(path, split="all")
     assert f"{path}, line {line}:" in str(info.value)
 
 
@@ -62,8 +66,8 @@ def test_from_jsonl_empty_file_missing_file_and_bad_bytes(tmp_path):
 
 
 def test_from_records_builds_task_and_names_record_index():
-    task = from_records(iter([{"prompt": "Say hi", "reference": "hi"}]), name="r")
-    assert task.name == "r" and task[0] == ("Say hi", ("hi",))
+    task = from_records(iter([{"prompt": "Say hi", "reference": "hi"}]), name="r", split="all")
+    assert task.name == "r" and tuple(task[0]) == ("Say hi", ("hi",))
     with pytest.raises(DatasetError, match="record 1: missing 'prompt'"):
         from_records([{"prompt": "a", "reference": "b"}, {"text": "a"}])
     with pytest.raises(DatasetError, match="No records"):

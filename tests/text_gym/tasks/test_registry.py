@@ -34,12 +34,14 @@ def test_unknown_name_lists_known_names():
 
 
 def test_bad_split_and_bad_object():
-    with pytest.raises(ValueError, match=r"one of \('train', 'validation', 'test'\), got 'valid'"):
+    with pytest.raises(ValueError, match=r"one of \('train', 'validation', 'test', 'all'\), got 'valid'"):
         make_task("copy", "valid")
     with pytest.raises(TypeError, match="got int"):
         make_task(3)
-    with pytest.raises(TypeError, match="got dict"):
+    with pytest.raises(ValueError, match=r"mapping of splits .* to .jsonl files, got keys \['prompt'\]"):
         make_task({"prompt": "a"})
+    with pytest.raises(TypeError, match="a .jsonl path, got"):
+        make_task({"train": 3})
 
 
 def test_objects_lists_and_jsonl_paths(tmp_path):
@@ -47,13 +49,12 @@ def test_objects_lists_and_jsonl_paths(tmp_path):
     assert make_task(task, "test") is task
     assert make_task([("Say: b", ["b"])])[0] == Sample("Say: b", ("b",))
     path = tmp_path / "data.jsonl"
-    path.write_text(json.dumps({"prompt": "p", "reference": "r"}) + "\n", encoding="utf-8")
-    # A file is used whole, whatever the split.
-    assert list(make_task(path, "test")) == list(make_task(str(path), "train")) == [("p", ("r",))]
+    path.write_text(json.dumps({"prompt": "p", "reference": "r", "split": "test"}) + "\n", encoding="utf-8")
+    assert [tuple(s) for s in make_task(path, "test")] == [tuple(s) for s in make_task(str(path), "all")] == [("p", ("r",))]
     path.write_text(
-        json.dumps({"prompt": "p", "reference": "r"}) + "\n" + json.dumps({"prompt": "q", "reference": "s"})
+        json.dumps({"prompt": "p", "reference": "r", "split": "test"}) + "\n" + json.dumps({"prompt": "q", "reference": "s", "split": "test"})
     )
-    assert len(make_task(path)) == 2  # an edited file is read again
+    assert len(make_task(path, "test")) == 2  # an edited file is read again
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         make_task(str(tmp_path / "missing.jsonl"))
 

@@ -67,7 +67,7 @@ def test_every_reference_is_exact(kind):
 
 
 def test_known_prompts():
-    assert EchoLetterTask()[0] == ("Say: a", ("a",))
+    assert tuple(EchoLetterTask()[0]) == ("Say: a", ("a",))
     check_reference("arithmetic", "What is 7 * 8? Answer with the number.", "56")
     check_reference("sort", "Sort alphabetically: river apple stone", "apple river stone")
 
