@@ -29,11 +29,13 @@ from typing import Any, Literal
 
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 CRITICS: tuple[str, ...] = ("shared", "separate")
 _CONFIG_FILE = "actor_critic.json"
-_HEADS_FILE = "heads.pt"
+_HEADS_FILE = "heads.safetensors"
+_OLD_HEADS_FILE = "heads.pt"
 
 
 def _check_transformers(version: str = transformers.__version__) -> None:
@@ -152,6 +154,38 @@ class LMActorCritic(nn.Module):
         self.value_head = nn.Linear(hidden, 1, device=device, dtype=torch.float32)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+
+    # ------------------------------------------------------------------ checks
+    def check_env(self, num_actions: int, tokenizer: Any = None, sequence_length: int | None = None) -> None:
+        """Check, before any step, that this model can act in a TextGen env.
+
+        Args:
+            num_actions: ``n`` of the env's ``Discrete(n)`` action space.
+            tokenizer: The env's tokenizer, when known (its eos must be one of the model's).
+            sequence_length: ``max_prompt_tokens + max_new_tokens`` of the env, when known.
+
+        Raises:
+            ValueError: The action space is not the model's logits, the eos ids disagree, or the
+                env's observations are longer than the model's context; each says what it expected.
+        """
+        if num_actions != self.logits_size:
+            raise ValueError(
+                f"The env's action space is Discrete({num_actions}) but the model outputs {self.logits_size} logits: expected "
+                "the env's tokenizer to belong to the model. Use the same preset for both (e.g. tokenizer='tiny' with "
+                "model='tiny')."
+            )
+        from text_gym.models import check_compatible
+
+        for known in {id(t): t for t in (tokenizer, self.tokenizer) if t is not None}.values():
+            check_compatible(self.lm, known)
+            if len(known) > num_actions:
+                raise ValueError(f"Expected a tokenizer of at most {num_actions} tokens for Discrete({num_actions}), got {len(known)}.")
+        context = getattr(self.lm.config, "max_position_embeddings", None)
+        if sequence_length is not None and isinstance(context, int) and sequence_length > context:
+            raise ValueError(
+                f"Expected max_prompt_tokens + max_new_tokens <= {context} (the model's context), got {sequence_length}; "
+                "lower max_new_tokens or max_prompt_tokens."
+            )
 
     # ------------------------------------------------------------------ forward
     @property
@@ -278,8 +312,8 @@ class LMActorCritic(nn.Module):
         self.lm.save_pretrained(directory / "lm")
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory / "tokenizer")
-        heads = {k: v for k, v in self.state_dict().items() if not k.startswith("lm.")}
-        torch.save(heads, directory / _HEADS_FILE)
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("lm.")}
+        save_file(heads, directory / _HEADS_FILE)
         config = {
             "model": self.model_spec,
             "lora": self.lora_config,
@@ -335,7 +369,10 @@ class LMActorCritic(nn.Module):
                 actor_critic.lm, load_peft_weights(str(directory / "lm"), device=str(actor_critic.device))
             )
         actor_critic.model_spec = config["model"]
-        heads = torch.load(directory / _HEADS_FILE, map_location=actor_critic.device, weights_only=True)
+        if (directory / _HEADS_FILE).is_file():
+            heads = load_file(directory / _HEADS_FILE, device=str(actor_critic.device))
+        else:  # folders written before heads were safetensors: tensors only, never unpickled
+            heads = torch.load(directory / _OLD_HEADS_FILE, map_location=actor_critic.device, weights_only=True)
         missing, unexpected = actor_critic.load_state_dict(heads, strict=False)
         if unexpected or any(not k.startswith("lm.") for k in missing):
             raise ValueError(

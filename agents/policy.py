@@ -150,20 +150,7 @@ class LMPolicy(ActorCriticPolicy):
 
     # ------------------------------------------------------------------ checks
     def _check_model(self, tokenizer: Any) -> None:
-        n, size = int(self.action_space.n), self.actor_critic.logits_size
-        if n != size:
-            raise ValueError(
-                f"The env's action space is Discrete({n}) but the model outputs {size} logits: expected the env's "
-                "tokenizer to belong to the model. Use the same preset for both (e.g. tokenizer='tiny' with model='tiny')."
-            )
-        known = self.actor_critic.tokenizer
-        if known is None:
-            return
-        from text_gym.models import check_compatible
-
-        check_compatible(self.actor_critic.lm, known)
-        if len(known) > n:
-            raise ValueError(f"Expected a tokenizer of at most {n} tokens for Discrete({n}), got {len(known)}.")
+        self.actor_critic.check_env(int(self.action_space.n))  # checks the tokenizer the actor-critic loaded
 
     # ------------------------------------------------------------------ SB3 API
     def forward(

@@ -149,6 +149,12 @@ class SequencePPO(TrainerBase):
         cfg = self.config
         self.kl_controller = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
 
+    def _extra_state(self) -> dict[str, float]:
+        return {"kl_coef": self.kl_controller.value}
+
+    def _load_extra_state(self, state: dict[str, float]) -> None:
+        self.kl_controller.value = state["kl_coef"]
+
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
         if batch.values is None:
             raise ValueError("expected rollout values from a value head, got none: build the policy with critic='shared'.")

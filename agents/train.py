@@ -33,8 +33,11 @@ import gymnasium as gym
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
+from agents.atomic import atomic_write_text
+from agents.checkpoint import PeriodicCheckpoints
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
 from agents.grpo import GRPO
+from agents.interrupts import TrainingInterrupted
 from agents.sequence_ppo import SequencePPO
 from agents.trainer_base import TrainerBase
 
@@ -129,7 +132,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
     parser.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip; -1: the whole split)")
     parser.add_argument("--eval-split", default="test")
-    parser.add_argument("--checkpoint-freq", type=int, default=0, help="save every this many env steps per env (0: off)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)")
+    parser.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="how many periodic checkpoints to keep")
+    parser.add_argument("--resume", default=None, metavar="PATH",
+                        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens")
     parser.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -146,7 +153,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerBase:
-    """The trainer the command line describes."""
+    """The trainer the command line describes, or the one ``--resume`` saved (its settings rule)."""
+    if args.resume:
+        return ALGOS[args.algo].load(args.resume, device=args.device, accelerator=accelerator)
     policy_kwargs: dict[str, Any] = {"model": args.model}
     if args.lora:
         policy_kwargs["lora"] = {"r": args.lora, "lora_alpha": 2 * args.lora}
@@ -194,13 +203,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=args.device == "cpu")
-    from stable_baselines3.common.callbacks import CheckpointCallback
     from stable_baselines3.common.logger import configure
 
     out = Path(args.out)
-    env_kwargs = env_kwargs_of(args)
     trainer = build_trainer(args, accelerator)  # builds the env: bad task, reward or budget fail here, before any work
     is_main = trainer._is_main
+    # A resumed run plays the env it was saved with; its untrained rows are in the first run's results.
+    env_id = (trainer.env_id or args.env) if args.resume else args.env
+    env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
     if is_main:
         trainer.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
     n_eval = None if args.eval_episodes < 0 else args.eval_episodes
@@ -210,40 +220,59 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def evaluate_policy(prefix: str) -> list[Evaluation]:
         if not evaluating:
             return []
-        return lm_evaluations(trainer.policy, prefix, args.env, env_kwargs, temperature=args.temperature, **common)
+        return lm_evaluations(trainer.policy, prefix, env_id, env_kwargs, temperature=args.temperature, **common)
 
-    evaluations = evaluate_policy("untrained")
+    evaluations = [] if args.resume else evaluate_policy("untrained")
     if evaluating:
-        evaluations += trivial_evaluations(args.env, env_kwargs, **common)
-    start = time.perf_counter()
-    if args.warm_start_tokens > 0:
+        evaluations += trivial_evaluations(env_id, env_kwargs, **common)
+    start, start_steps = time.perf_counter(), trainer.num_timesteps
+    if args.warm_start_tokens > 0 and not args.resume:
         trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
         evaluations += evaluate_policy("supervised")[:1]
-    callbacks = []
-    if args.checkpoint_freq and is_main:
-        callbacks.append(CheckpointCallback(args.checkpoint_freq, str(out / "checkpoints"), name_prefix=args.algo))
-    trainer.learn(args.steps, callback=callbacks, progress_bar=not args.no_progress)
+    checkpoints = None
+    if args.checkpoint_minutes > 0 and is_main:
+        checkpoints = PeriodicCheckpoints(out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo)
+    try:
+        trainer.learn(args.steps, progress_bar=not args.no_progress, reset_num_timesteps=not args.resume,
+                      checkpoint_on_interrupt=out / "interrupted.zip" if is_main else None, checkpoints=checkpoints)
+    except TrainingInterrupted as stop:
+        if is_main and stop.checkpoint is not None:
+            remaining = max(args.steps - (trainer.num_timesteps - start_steps), 1)
+            print(f"\n{stop}\nResume with:\n  python -m agents.train --resume {stop.checkpoint} --algo {args.algo} "
+                  f"--steps {remaining} --out {out}", flush=True)
+        raise SystemExit(stop.exit_code) from None
+    finally:
+        _end_distributed(accelerator)
     train_seconds = time.perf_counter() - start
     trainer.save(out / "model.zip")
-    evaluations += evaluate_policy("supervised+RL" if args.warm_start_tokens > 0 else "trained")
+    evaluations += evaluate_policy("supervised+RL" if args.warm_start_tokens > 0 and not args.resume else "trained")
     rows = [e.row() for e in evaluations]
     if rows:
         add_margins(rows)
-    task = env_kwargs.get("task", gym.spec(args.env).kwargs.get("task"))
-    results = {"args": vars(args), "env": args.env, "task": task, "split": args.eval_split, "train_seconds": train_seconds,
+    task = env_kwargs.get("task", gym.spec(env_id).kwargs.get("task"))
+    results = {"args": vars(args), "env": env_id, "task": task, "split": args.eval_split, "train_seconds": train_seconds,
                "train_tokens": trainer.num_timesteps, "rows": rows, "samples": {e.label: e.samples() for e in evaluations},
                "history": trainer.history, "supervised_history": trainer.supervised_history}
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
         if rows:
-            print(f"\n{args.algo} on {args.env}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
+            print(f"\n{args.algo} on {env_id}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
                   f"{train_seconds:.0f} s; held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; "
                   "margin = BLEU minus the best of untrained and copy-prompt:\n")
             print(results_table(rows))
             for prompt, text, reward in evaluations[-1].samples():
                 print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
     return results
+
+
+def _end_distributed(accelerator: Any) -> None:
+    """End an ``accelerate`` run and its process group, so no rank aborts at interpreter exit."""
+    if accelerator is None:
+        return
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _describe(task: Any) -> str:

@@ -16,7 +16,9 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections import defaultdict, deque
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -26,6 +28,18 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import set_random_seed
 
+from agents.checkpoint import (
+    CheckpointError,
+    PeriodicCheckpoints,
+    archive_path,
+    read_archive,
+    restore_trainer_state,
+    rng_state,
+    schedule_from_json,
+    trainer_state,
+    write_archive,
+)
+from agents.interrupts import TrainingInterrupted, catch_signals
 from agents.rollout import (
     EnvSpec,
     RolloutBatch,
@@ -35,17 +49,12 @@ from agents.rollout import (
     position_ids_from_mask,
     score_tokens,
 )
-from agents.trainer_utils import (
-    TokenProgressBar,
-    TrainerConfig,
-    build_actor_critic,
-    jsonable,
-    read_archive,
-    resolve_device,
-    write_archive,
-)
+from agents.trainer_utils import TokenProgressBar, TrainerConfig, build_actor_critic, resolve_device
 
-__all__ = ["TrainerBase", "TrainerConfig"]
+__all__ = ["PeriodicCheckpoints", "TrainerBase", "TrainerConfig", "TrainingInterrupted"]
+
+AUTO = "auto"
+"""``learn(checkpoint_on_interrupt=AUTO)``: save to ``<ClassName>_interrupted.zip`` in the working folder."""
 
 
 class TrainerBase:
@@ -97,6 +106,7 @@ class TrainerBase:
         self._generator.manual_seed(int(self._np_random.integers(2**31)))
 
         self.policy = build_actor_critic(policy, self.policy_kwargs, device=self.device)
+        self.env_id: str | None = None
         self.env: gym.vector.VectorEnv | None = None
         self.env_spec: EnvSpec | None = None
         if env is not None:
@@ -129,9 +139,18 @@ class TrainerBase:
     # ------------------------------------------------------------------ SB3 API
     def set_env(self, env: Any) -> None:
         """Use ``env`` for the next rollouts (wrapped into a vector env of ``n_envs`` when needed)."""
-        self.env = make_vec_env(env, self.config.n_envs, env_kwargs=self.env_kwargs)
-        self.env_spec = env_attributes(self.env)
-        self._check_env(self.env)
+        vec_env = make_vec_env(env, self.config.n_envs, env_kwargs=self.env_kwargs)
+        spec = env_attributes(vec_env)
+        self._check_fits(vec_env, spec)
+        self._check_env(vec_env)
+        self.env, self.env_spec = vec_env, spec
+        self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
+
+    def _check_fits(self, env: gym.vector.VectorEnv, spec: EnvSpec) -> None:
+        """Check that the model can act in ``env`` before any step: logits, eos, context length."""
+        sub_envs = getattr(env, "envs", None)
+        tokenizer = sub_envs[0].unwrapped.tokenizer if sub_envs else None
+        self.policy.check_env(spec.num_actions, tokenizer, spec.max_prompt_tokens + spec.max_new_tokens)
 
     def _check_env(self, env: gym.vector.VectorEnv) -> None:
         """Hook for subclasses (GRPO checks that groups fit)."""
@@ -167,6 +186,8 @@ class TrainerBase:
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
+        checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
+        checkpoints: PeriodicCheckpoints | None = None,
     ) -> TrainerBase:
         """Alternate rollouts and updates until ``total_timesteps`` tokens have been generated.
 
@@ -177,13 +198,23 @@ class TrainerBase:
             tb_log_name: Unused (the TensorBoard folder is fixed by ``tensorboard_log``); SB3 signature.
             reset_num_timesteps: Count from zero; False continues the count of a previous ``learn``.
             progress_bar: Show a tqdm bar over tokens.
+            checkpoint_on_interrupt: On SIGINT or SIGTERM, where to save the last complete step
+                (``"auto"``: ``<ClassName>_interrupted.zip`` in the working folder; None: nowhere)
+                before raising :class:`~agents.interrupts.TrainingInterrupted`.
+            checkpoints: Save every few minutes between iterations (:class:`PeriodicCheckpoints`).
 
         Returns:
             self
+
+        Raises:
+            ValueError: ``total_timesteps`` is not a positive int, or there is no env.
+            TrainingInterrupted: A signal stopped training; the message says how to resume.
         """
         del tb_log_name
         if self.env is None:
             raise ValueError("expected an env to learn on, got None: pass one to the constructor or call set_env(env).")
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
+            raise ValueError(f"total_timesteps: expected a positive int (tokens to generate), got {total_timesteps!r}.")
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
         total_timesteps = int(total_timesteps) + (0 if reset_num_timesteps else self.num_timesteps)
@@ -192,24 +223,32 @@ class TrainerBase:
         self._start_time = time.perf_counter()
         start_steps = self.num_timesteps
         callback.on_training_start(locals(), globals())
-        while self.num_timesteps < total_timesteps:
-            callback.on_rollout_start()
-            t0 = time.perf_counter()
-            batch = self._collect(callback)
-            if batch is None:  # a callback asked to stop
-                break
-            rollout_s = time.perf_counter() - t0
-            self._record_episodes(batch)
-            callback.update_locals(locals())
-            callback.on_rollout_end()
-            self.iteration += 1
-            self._current_progress_remaining = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
-            t1 = time.perf_counter()
-            stats = self.train(batch)
-            update_s = time.perf_counter() - t1
-            self._log_iteration(batch, stats, rollout_s, update_s, start_steps)
-            if log_interval and self.iteration % log_interval == 0:
-                self.logger.dump(step=self.num_timesteps)
+        with catch_signals() as stop:
+            while self.num_timesteps < total_timesteps and stop.signum is None:
+                callback.on_rollout_start()
+                t0 = time.perf_counter()
+                before = self._snapshot()
+                batch = self._collect(callback, stop)
+                if batch is None:  # a callback asked to stop, or a signal came: the partial rollout does not count
+                    if stop.signum is not None:
+                        self._rewind(before)
+                    break
+                rollout_s = time.perf_counter() - t0
+                self._record_episodes(batch)
+                callback.update_locals(locals())
+                callback.on_rollout_end()
+                self.iteration += 1
+                self._current_progress_remaining = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
+                t1 = time.perf_counter()
+                stats = self.train(batch)
+                update_s = time.perf_counter() - t1
+                self._log_iteration(batch, stats, rollout_s, update_s, start_steps)
+                if log_interval and self.iteration % log_interval == 0:
+                    self.logger.dump(step=self.num_timesteps)
+                if checkpoints is not None:
+                    checkpoints.maybe_save(self)
+            if stop.signum is not None:
+                self._interrupted(stop.signum, checkpoint_on_interrupt, total_timesteps)
         callback.on_training_end()
         return self
 
@@ -272,11 +311,11 @@ class TrainerBase:
         callback.init_callback(self)  # type: ignore[arg-type]
         return callback
 
-    def _collect(self, callback: BaseCallback) -> RolloutBatch | None:
+    def _collect(self, callback: BaseCallback, stop: Any = None) -> RolloutBatch | None:
         def on_step(step_locals: dict[str, Any]) -> bool:
             self.num_timesteps += int(step_locals["alive"].sum())
             callback.update_locals(step_locals)
-            return bool(callback.on_step())
+            return bool(callback.on_step()) and (stop is None or stop.signum is None)
 
         self.policy.eval()
         return collect_rollout(
@@ -472,34 +511,108 @@ class TrainerBase:
             self.logger.record(key, value)
         self.history.append({key: float(value) for key, value in row.items()})
 
-    # ------------------------------------------------------------------ save / load
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a ``.zip`` with the model (``save_pretrained``), the config and the step count.
+    # ------------------------------------------------------------------ interrupts and resume
+    def _snapshot(self) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
+        """What a rollout changes before it is complete: the step count and the random states."""
+        return (self.num_timesteps, *rng_state(self._np_random, self._generator))
 
-        Only the main process writes under ``accelerate``. Optimizer state is not saved (as TRL's
-        ``save_model``); a resumed run restarts Adam's moments.
+    def _rewind(self, snapshot: tuple[int, dict[str, torch.Tensor], dict[str, Any]]) -> None:
+        from agents.checkpoint import restore_rng
+
+        self.num_timesteps, tensors, meta = snapshot
+        restore_rng(self._np_random, self._generator, tensors, meta)
+
+    def _interrupted(self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int) -> None:
+        path = None
+        if where is not None:
+            path = self.save(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
+        remaining = max(total_timesteps - self.num_timesteps, 1)
+        hint = f"{type(self).__name__}.load({str(path)!r}).learn({remaining}, reset_num_timesteps=False)"
+        raise TrainingInterrupted(signum, path, hint)
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Hook: JSON-able state a subclass keeps across iterations (SequencePPO's KL coefficient)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Hook: restore what :meth:`_extra_state` returned."""
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint that resumes this run exactly; see :mod:`agents.checkpoint`.
+
+        The archive holds the model (``save_pretrained``), every setting, the optimizer's state,
+        every random state (torch, numpy, python, the trainer's and the envs'), the counters, the
+        KL controller, the frozen reference when there is one, and the logs' history. It is
+        written to exactly ``path`` (``.zip`` added only when ``path`` has no suffix),
+        atomically. A setting that cannot be stored (a custom reward function or learning-rate
+        schedule) is named in a warning, and :meth:`load` asks for it. Only the main process
+        writes under ``accelerate``.
+
+        Returns:
+            The path written.
         """
+        target = archive_path(path)
         if not self._is_main:
-            return
-        state = {
-            "class": type(self).__name__,
-            "config": {k: v for k, v in dataclasses.asdict(self.config).items() if not callable(v)},
-            "num_timesteps": self.num_timesteps,
-            "iteration": self.iteration,
-            "env_kwargs": jsonable(self.env_kwargs),
-        }
-        write_archive(path, self.policy, state)
+            return target
+        state, tensors, unsaved = trainer_state(self)
+        if unsaved:
+            warnings.warn(f"{type(self).__name__}.save({str(target)!r}) cannot store {', '.join(unsaved)}; "
+                          "pass them again to load().", stacklevel=2)
+        return write_archive(target, self.policy, state, tensors)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> TrainerBase:
-        """Rebuild a trainer saved by :meth:`save`; ``kwargs`` override the saved config."""
-        model, state = read_archive(path, resolve_device(device))
+        """Rebuild a trainer saved by :meth:`save`, ready to ``learn(..., reset_num_timesteps=False)``.
+
+        Args:
+            path: The checkpoint (``.zip`` added only when it has no suffix).
+            env: The env to train on; by default the saved env id with the saved env kwargs.
+            device: As in the constructor.
+            **kwargs: Override saved settings (config fields, ``env_kwargs``, ``verbose``...);
+                required for settings the checkpoint could not store.
+
+        Raises:
+            FileNotFoundError: No checkpoint at ``path``.
+            CheckpointError: It was saved by another trainer class, is incomplete, lacks a
+                setting that must be passed again, or needs a tokenizer that is not available.
+        """
+        target = archive_path(path)
+        model, state, tensors = read_archive(target, resolve_device(device))
         if state["class"] != cls.__name__:
-            raise ValueError(f"expected a saved {cls.__name__}, got a saved {state['class']} in {path}.")
+            raise CheckpointError(f"{target}: expected a saved {cls.__name__}, got a saved {state['class']}; use {state['class']}.load.")
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        config = {**state["config"], **{k: v for k, v in kwargs.items() if k in fields}}
+        config = {k: schedule_from_json(v) if k == "learning_rate" else v for k, v in state["config"].items() if v is not None}
+        config.update({k: v for k, v in kwargs.items() if k in fields})
         others = {k: v for k, v in kwargs.items() if k not in fields}
-        others.setdefault("env_kwargs", state.get("env_kwargs") or None)
-        trainer = cls(model, env, device=device, **others, **config)
-        trainer.num_timesteps, trainer.iteration = state["num_timesteps"], state["iteration"]
+        env_kwargs = {**state.get("env_kwargs", {}), **(others.pop("env_kwargs", None) or {})}
+        _check_resumable(target, state, config, env_kwargs, env)
+        env = env if env is not None else state.get("env_id")
+        others.setdefault("seed", state.get("seed"))
+        trainer = cls(model, env, device=device, env_kwargs=env_kwargs or None, **others, **config)
+        restore_trainer_state(trainer, state, tensors)
         return trainer
+
+
+def _check_resumable(target: Path, state: dict[str, Any], config: dict[str, Any], env_kwargs: dict[str, Any], env: Any) -> None:
+    """Refuse, with the fix, a load that would silently train with other settings than the saved run."""
+    missing = []
+    for item in state.get("unsaved", []):
+        name = item.split("=", 1)[0]
+        if name.startswith("env_kwargs["):
+            key = name[len("env_kwargs['"):-2]
+            if key not in env_kwargs and env is None:
+                missing.append(f"env_kwargs={{{key!r}: ...}} (it was {item.split('=', 1)[1]})")
+        elif name not in config:
+            missing.append(f"{name}=... (it was {item.split('=', 1)[1]})")
+    if missing:
+        raise CheckpointError(f"{target} was saved with settings that cannot be stored; pass {', '.join(missing)} to load().")
+    tokenizer = env_kwargs.get("tokenizer")
+    if isinstance(tokenizer, str):
+        from text_gym.tokenization import TOKENIZER_PRESETS
+
+        if tokenizer not in TOKENIZER_PRESETS and not Path(tokenizer).is_dir():
+            raise CheckpointError(
+                f"{target} was trained with tokenizer {tokenizer!r}, which is neither a preset {list(TOKENIZER_PRESETS)} nor a "
+                "folder here; pass env_kwargs={'tokenizer': ...} with the same tokenizer."
+            )

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
-import tempfile
-import zipfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["TokenProgressBar", "TrainerConfig", "build_actor_critic", "read_archive", "resolve_device", "write_archive"]
+__all__ = ["TokenProgressBar", "TrainerConfig", "build_actor_critic", "resolve_device"]
 
 Schedule = Callable[[float], float]
 
@@ -56,11 +53,13 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None:
                 _check_int(self, name, value)
-        if not callable(self.learning_rate) and not float(self.learning_rate) > 0:
-            raise ValueError(f"learning_rate: expected a positive float or a schedule, got {self.learning_rate!r}.")
+        lr = self.learning_rate
+        if not callable(lr) and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+            raise ValueError(f"learning_rate: expected a finite positive float or a schedule, got {lr!r}.")
         for name in ("max_grad_norm", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive float, got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise ValueError(f"{name}: expected a finite positive float, got {value!r}.")
         if self.batch_size and self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size must be a multiple of micro_batch_size, got {self.batch_size} and {self.micro_batch_size}."
@@ -96,10 +95,25 @@ class TokenProgressBar(BaseCallback):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``, checked to exist here.
+
+    Raises:
+        ValueError: The device is not a device name, or is not available on this machine.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r} ({error}).") from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if resolved.index is not None and resolved.index >= count or count == 0:
+            raise ValueError(f"device: expected an available device, got {device!r}, but this machine has {count} CUDA "
+                             "device(s); use device='auto' or 'cpu'.")
+    elif resolved.type not in ("cpu", "meta") and not getattr(torch, resolved.type, None):
+        raise ValueError(f"device: expected an available device, got {device!r}.")
+    return resolved
 
 
 def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch.device) -> Any:
@@ -135,43 +149,3 @@ def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch
     kwargs = {k: policy_kwargs[k] for k in _ACTOR_CRITIC_KWARGS if k in policy_kwargs}
     kwargs.setdefault("dtype", torch.float32)
     return LMActorCritic(model, device=device, **kwargs)
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` when JSON can store it, else None (an env kwarg such as a reward function)."""
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return None
-
-
-def write_archive(path: str | os.PathLike[str], policy: Any, state: dict[str, Any]) -> Path:
-    """Zip ``policy.save_pretrained`` (under ``model/``) and ``state`` (``trainer.json``) into ``path``."""
-    path = Path(path)
-    if path.suffix != ".zip":
-        path = path.with_suffix(".zip")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        policy.save_pretrained(os.path.join(tmp, "model"))
-        Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:  # weights do not compress
-            for file in sorted(Path(tmp).rglob("*")):
-                if file.is_file():
-                    archive.write(file, file.relative_to(tmp))
-    return path
-
-
-def read_archive(path: str | os.PathLike[str], device: torch.device) -> tuple[Any, dict[str, Any]]:
-    """Return the ``LMActorCritic`` (float32) and the state that :func:`write_archive` stored."""
-    from agents.lm import LMActorCritic
-
-    path = Path(path)
-    if not path.exists() and path.with_suffix(".zip").exists():
-        path = path.with_suffix(".zip")
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(tmp)
-        state = json.loads(Path(tmp, "trainer.json").read_text())
-        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
-    return model, state

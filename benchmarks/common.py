@@ -1,17 +1,27 @@
-"""What every benchmark script shares: arguments from a dataclass, provenance, and output files."""
+"""What every benchmark script shares: arguments from a dataclass, provenance, and output files.
+
+Every output file is written atomically (:mod:`agents.atomic`): a crash leaves the previous
+file or the new one, never half of one. Finished runs go to an append-only JSON-lines log
+(:func:`append_jsonl`), so a late failure keeps the work done before it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from agents.atomic import atomic_path, atomic_write_text
 
 T = TypeVar("T")
 
@@ -29,7 +39,9 @@ def parse_args(cls: type[T], argv: Sequence[str] | None = None, description: str
             kind = type(default[0]) if default else str
             parser.add_argument(flag, nargs="+", type=kind, default=list(default), help=help_text)
         else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default, help=help_text)
+            parser.add_argument(
+                flag, type=type(default) if default is not None else str, default=default, help=help_text
+            )
     return cls(**vars(parser.parse_args(argv)))
 
 
@@ -37,8 +49,12 @@ def git_sha() -> str:
     """Return the current commit (with ``-dirty`` when the tree has changes), or ``"unknown"``."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -100,7 +116,138 @@ def write_report(out_dir: str | Path, name: str, args: Any, rows: list[dict[str,
         "machine": machine(),
         "args": dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args)),
     }
-    (out / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str))
+    atomic_write_text(out / f"{name}.json", json.dumps({**meta, "rows": rows}, indent=2, default=str))
     header = f"_{meta['date']} · commit {meta['git_sha']} · {meta['machine']['processor']} ({meta['machine']['cpu_count']} cores)_\n\n"
-    (out / f"{name}.md").write_text(header + table + "\n")
-    return out / f"{name}.md"
+    return atomic_write_text(out / f"{name}.md", header + table + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Like :func:`agents.atomic.atomic_path`, but the temporary path ends with ``path``'s suffix.
+
+    For writers that pick the format from the file name (matplotlib's ``savefig``)::
+
+        with atomic_output(out / "bar_bleu.png") as tmp:
+            plots.bar_chart(rows, "bleu", tmp)
+    """
+    with atomic_path(path) as tmp:
+        named = tmp.with_name(tmp.name + Path(path).suffix)
+        try:
+            yield named
+            os.replace(named, tmp)
+        finally:
+            named.unlink(missing_ok=True)
+
+
+def writable_folder(path: str | os.PathLike[str]) -> Path:
+    """Create the folder ``path`` if needed and check that files can be written in it.
+
+    Raises:
+        ValueError: ``path`` is a file, cannot be created, or refuses a probe file.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"Expected a writable folder, got the file {folder}; pass a folder with --out.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(
+            f"Expected a writable folder, got {folder}, which cannot be written ({error}); "
+            f"pass another folder with --out."
+        ) from error
+    return folder
+
+
+# ---------------------------------------------------------------------------------- run logs
+def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Append ``record`` as one line of JSON to ``path`` and fsync it, so it survives a crash.
+
+    A crash mid-write tears at most this last line: it lacks its newline, :func:`read_jsonl`
+    skips it, and the next append cuts it off first. Only one process may append at a time.
+    """
+    line = (json.dumps(record, default=_plain) + "\n").encode("utf-8")
+    with open(path, "ab+") as file:
+        end = file.seek(0, os.SEEK_END)
+        if end:
+            file.seek(end - 1)
+            if file.read(1) != b"\n":  # torn by a crash: cut back to the last complete line
+                file.seek(0)
+                file.truncate(file.read().rfind(b"\n") + 1)
+        file.write(line)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a log written by :func:`append_jsonl` (none when the file is missing).
+
+    A last line without its newline was torn by a crash during its write, and is skipped.
+
+    Raises:
+        ValueError: A complete line is not JSON (the file was damaged some other way).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    *lines, _torn = path.read_text(encoding="utf-8").split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"Expected one JSON record per line in {path}, got line {number}: {line[:80]!r} ({error}); "
+                "delete the file to start over."
+            ) from error
+    return records
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars (a reward's float32) and arrays: their Python equivalent.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Expected JSON-serializable values, got {type(value).__name__}: {value!r}.")
+
+
+# ---------------------------------------------------------------------------------- README sections
+def check_section(path: str | os.PathLike[str], name: str) -> str:
+    """Return the text of ``path`` after checking it has ``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``.
+
+    Raises:
+        ValueError: The file is missing or lacks the markers (the message names them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"Expected a file with the markers <!-- {name}:start --> and <!-- {name}:end -->, "
+            f"got {str(path)!r}, which is {'a folder' if path.is_dir() else 'missing'}."
+        )
+    text = path.read_text()
+    if not _section(name).search(text):
+        raise ValueError(
+            f"Expected the markers <!-- {name}:start --> and <!-- {name}:end --> in {path}, found none; "
+            "add them where the section goes."
+        )
+    return text
+
+
+def replace_section(path: str | os.PathLike[str], name: str, body: str) -> None:
+    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path`` with ``body``.
+
+    The file is rewritten atomically: a crash leaves the old README, never a truncated one.
+
+    Raises:
+        ValueError: The file is missing or lacks the markers (the message names them).
+    """
+    text = check_section(path, name)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    atomic_write_text(path, _section(name).sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1))
+
+
+def _section(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(f"<!-- {name}:start -->") + ".*?" + re.escape(f"<!-- {name}:end -->"), flags=re.DOTALL)

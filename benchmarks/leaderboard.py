@@ -25,7 +25,13 @@ machine, versions, arguments and the command), ``leaderboard.md`` and one ``bar_
 per metric with the spread over seeds as error bars, plus ``learning_curves.png`` from the
 trainers' CSV logs (``--curves``, and any ``progress.csv`` next to a checkpoint). ``--readme``
 puts the table, date, machine and command between ``<!-- leaderboard:start -->`` and
-``<!-- leaderboard:end -->`` in that file.
+``<!-- leaderboard:end -->`` in that file. Every file is replaced atomically (:mod:`agents.atomic`).
+
+Nothing is lost to a late failure: every run (agent, task, seed) is appended to
+``<out>/runs.jsonl`` as soon as it finishes, and the next invocation reuses the runs there that
+were played with the same settings (:data:`RESULT_ARGS`) instead of replaying them; ``--fresh``
+replays everything. All arguments (agents, checkpoints and their tokenizer, tasks, ``--out``,
+``--readme``) are checked before any agent plays.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import functools
 import gc
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -46,8 +51,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from agents.atomic import atomic_write_text
 from benchmarks import metrics
-from benchmarks.common import git_sha, machine, markdown_table, parse_args
+from benchmarks.common import (
+    append_jsonl,
+    atomic_output,
+    check_section,
+    git_sha,
+    machine,
+    markdown_table,
+    parse_args,
+    read_jsonl,
+    replace_section,
+    writable_folder,
+)
 
 KINDS = ("random", "greedy", "sampling", "beam", "copy-prompt", "reference", "ckpt")
 LM_KINDS = ("greedy", "sampling", "beam", "ckpt")
@@ -57,41 +74,71 @@ TRIVIAL_KINDS = ("greedy", "sampling", "copy-prompt")
 # far, random keeps none. Rows with nothing left to play leave their batch (a finished row would
 # make the beam agent plan a new reply at every step); the others keep row i = env i.
 ROW_FREE_KINDS = ("random", "beam")
+# The arguments a run's replies and figures depend on (with its agent spec, task and seed): a run
+# in runs.jsonl is reused only when all of them match. Speed and memory also depend on the
+# machine, --device and --threads, which a rerun in the same --out folder is assumed to keep.
+RESULT_ARGS = ("model", "split", "episodes", "max_new_tokens", "batch_size", "temperature", "num_beams")
 
 # key -> (column title, what it is). Quality and diversity come from the replies of all episodes
 # of one seed; the table shows the mean and the standard deviation over seeds.
 METRICS: dict[str, tuple[str, str]] = {
     "corpus_bleu": ("corpus BLEU", "sacrebleu corpus BLEU of all replies, in [0, 1] (text_gym.rewards.corpus_bleu)"),
     "bleu": ("BLEU", "mean sentence BLEU, in [0, 1] (the env's reward)"),
-    "margin": ("margin", "BLEU minus the best BLEU of the untrained model (greedy, sampling) and copy-prompt on the task"),
+    "margin": (
+        "margin",
+        "BLEU minus the best BLEU of the untrained model (greedy, sampling) and copy-prompt on the task",
+    ),
     "chrf": ("chrF", "mean sentence chrF, in [0, 1]"),
     "coherence": ("coherence", "mean MiniLM cosine similarity of prompt and reply, in [-1, 1]"),
     "length": ("length", "mean reply length in tokens, end-of-sequence excluded"),
     "distinct_1": ("distinct-1", "distinct unigrams / all unigrams of the replies' tokens (Li et al. 2016)"),
     "distinct_2": ("distinct-2", "distinct bigrams / all bigrams of the replies' tokens"),
-    "repetition": ("repetition", "fraction of token n-grams (n = --repetition-n) that repeat an earlier one of the same reply"),
+    "repetition": (
+        "repetition",
+        "fraction of token n-grams (n = --repetition-n) that repeat an earlier one of the same reply",
+    ),
     "episodes_per_s": ("episodes/s", "episodes per second of wall time, model loading excluded"),
     "tokens_per_s": ("tokens/s", "generated tokens (env steps) per second of wall time"),
-    "peak_mb": ("peak MB", "peak memory above the process's level before the model loaded (weights, KV cache, "
-                "activations): resident set size on CPU, torch's max_memory_allocated on CUDA"),
+    "peak_mb": (
+        "peak MB",
+        "peak memory above the process's level before the model loaded (weights, KV cache, "
+        "activations): resident set size on CPU, torch's max_memory_allocated on CUDA",
+    ),
 }
 
 # The preset that --quick fills in for every option not given on the command line.
-QUICK = {"model": "tiny", "tasks": ["copy"], "seeds": [0, 1], "episodes": 4, "batch_size": 4,
-         "max_new_tokens": 8, "coherence": False, "isolate": False, "threads": 1,
-         "agents": ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"]}
+QUICK = {
+    "model": "tiny",
+    "tasks": ["copy"],
+    "seeds": [0, 1],
+    "episodes": 4,
+    "batch_size": 4,
+    "max_new_tokens": 8,
+    "coherence": False,
+    "isolate": False,
+    "threads": 1,
+    "agents": ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"],
+}
 
 
 @dataclass
 class Args:
     """Arguments of the leaderboard."""
 
-    agents: list = field(default_factory=lambda: ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"],
-                         metadata={"help": "agent specs [LABEL=]KIND[:MODEL]: random, greedy, sampling, beam, copy-prompt, "
-                                           "reference, ckpt:PATH"})
-    tasks: list = field(default_factory=lambda: ["qa", "translate-fr", "copy", "arithmetic"],
-                        metadata={"help": "task names or .jsonl files"})
-    seeds: list = field(default_factory=lambda: [0, 1], metadata={"help": "seeds; quality and speed are averaged over them"})
+    agents: list = field(
+        default_factory=lambda: ["random", "greedy", "sampling", "beam", "copy-prompt", "reference"],
+        metadata={
+            "help": "agent specs [LABEL=]KIND[:MODEL]: random, greedy, sampling, beam, copy-prompt, "
+            "reference, ckpt:PATH"
+        },
+    )
+    tasks: list = field(
+        default_factory=lambda: ["qa", "translate-fr", "copy", "arithmetic"],
+        metadata={"help": "task names or .jsonl files"},
+    )
+    seeds: list = field(
+        default_factory=lambda: [0, 1], metadata={"help": "seeds; quality and speed are averaged over them"}
+    )
     episodes: int = field(default=40, metadata={"help": "prompts per task: the first N of the split"})
     model: str = field(default="smollm2-135m", metadata={"help": "model preset or folder; also the envs' tokenizer"})
     split: str = field(default="test", metadata={"help": "task split to evaluate on (held out from training)"})
@@ -99,19 +146,35 @@ class Args:
     batch_size: int = field(default=16, metadata={"help": "episodes played at once (envs per batched act)"})
     temperature: float = field(default=1.0, metadata={"help": "temperature of the sampling agent"})
     num_beams: int = field(default=4, metadata={"help": "beam width of the beam agent"})
-    repeat_deterministic: bool = field(default=False, metadata={
-        "help": "replay greedy, beam, reference and trained agents for every seed (same replies; only speed varies)"})
+    repeat_deterministic: bool = field(
+        default=False,
+        metadata={
+            "help": "replay greedy, beam, reference and trained agents for every seed (same replies; only speed varies)"
+        },
+    )
     coherence: bool = field(default=True, metadata={"help": "score coherence (loads MiniLM, a few seconds)"})
     repetition_n: int = field(default=2, metadata={"help": "n-gram order of the repetition rate"})
-    isolate: bool = field(default=True, metadata={"help": "run each agent in a fresh process (clean memory and speed figures)"})
+    isolate: bool = field(
+        default=True, metadata={"help": "run each agent in a fresh process (clean memory and speed figures)"}
+    )
     device: str = field(default="auto", metadata={"help": "where the agents run: auto, cpu, cuda"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
-    curves: list = field(default_factory=list, metadata={"help": "trainer CSV logs (progress.csv) to plot as learning curves"})
+    curves: list = field(
+        default_factory=list, metadata={"help": "trainer CSV logs (progress.csv) to plot as learning curves"}
+    )
     readme: str = field(default="", metadata={"help": "file whose leaderboard markers receive the table ('' to skip)"})
     out: str = field(default="benchmarks/results/leaderboard", metadata={"help": "output folder"})
-    render: str = field(default="", metadata={
-        "help": "play nothing: redraw leaderboard.md, the plots and --readme from this results.json (or its folder)"})
+    render: str = field(
+        default="",
+        metadata={
+            "help": "play nothing: redraw leaderboard.md, the plots and --readme from this results.json (or its folder)"
+        },
+    )
     quick: bool = field(default=False, metadata={"help": f"CI-sized run; fills options not given: {QUICK}"})
+    fresh: bool = field(
+        default=False,
+        metadata={"help": "replay every run, ignoring and overwriting the finished runs in <out>/runs.jsonl"},
+    )
 
     def __post_init__(self) -> None:
         for name in ("episodes", "batch_size", "num_beams", "repetition_n"):
@@ -119,7 +182,9 @@ class Args:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a positive int, or 0 for the env's default, got {self.max_new_tokens!r}.")
+            raise ValueError(
+                f"max_new_tokens must be a positive int, or 0 for the env's default, got {self.max_new_tokens!r}."
+            )
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}.")
         for name in ("agents", "tasks", "seeds"):
@@ -127,7 +192,9 @@ class Args:
                 raise ValueError(f"{name}: expected at least one, got none.")
         for spec in map(AgentSpec.parse, self.agents):  # fail before any model loads or agent plays
             if spec.model and spec.model.endswith(".zip") and not Path(spec.model).is_file():
-                raise ValueError(f"Agent spec {spec.label!r}: expected a trainer checkpoint at {spec.model}, found no such file.")
+                raise ValueError(
+                    f"Agent spec {spec.label!r}: expected a trainer checkpoint at {spec.model}, found no such file."
+                )
 
 
 @dataclass(frozen=True)
@@ -150,7 +217,9 @@ class AgentSpec:
         label, _, body = spec.partition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
         kind, _, model = body.partition(":")
         if kind not in KINDS:
-            raise ValueError(f"Agent spec {spec!r}: expected a kind in {list(KINDS)} ([LABEL=]KIND[:MODEL]), got {kind!r}.")
+            raise ValueError(
+                f"Agent spec {spec!r}: expected a kind in {list(KINDS)} ([LABEL=]KIND[:MODEL]), got {kind!r}."
+            )
         if kind == "ckpt" and not model:
             raise ValueError(f"Agent spec {spec!r}: ckpt needs a path, e.g. ckpt:runs/train/model.zip.")
         if model and kind not in LM_KINDS:
@@ -236,29 +305,65 @@ def load_policy(model: str, device: str, tokenizer: str) -> Any:
     Raises:
         ValueError: A trainer checkpoint was trained on envs with another tokenizer than ``tokenizer``.
     """
+    from agents.checkpoint import read_archive
     from agents.lm import LMActorCritic
-    from agents.trainer_utils import read_archive, resolve_device
+    from agents.trainer_utils import resolve_device
 
     path = Path(model)
     if path.suffix == ".zip":
-        policy, state = read_archive(path, resolve_device(device))
-        trained_on = (state.get("env_kwargs") or {}).get("tokenizer")
-        if trained_on is not None and str(trained_on) != tokenizer:
-            raise ValueError(f"{model} was trained on envs with tokenizer {trained_on!r}, got --model {tokenizer!r}; "
-                             f"pass --model {trained_on} so actions mean the same tokens.")
+        policy, state, _ = read_archive(path, resolve_device(device))
+        check_tokenizer(model, (state.get("env_kwargs") or {}).get("tokenizer"), tokenizer)
         return policy
     if (path / "actor_critic.json").is_file():  # LMActorCritic.save_pretrained
         return LMActorCritic.from_pretrained(path, device=resolve_device(device))
     return LMActorCritic(model, device=device)
 
 
+def checkpoint_tokenizer(path: str) -> str | None:
+    """The tokenizer of the envs a trainer's ``.zip`` was trained on (None when it did not say).
+
+    Reads only the archive's ``trainer.json``, not the weights, so every checkpoint can be
+    checked before any agent plays.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            state = json.loads(archive.read("trainer.json"))
+    except (zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(
+            f"Expected a trainer checkpoint (a .zip with trainer.json, as trainers save) at {path}, "
+            f"got a file that is not one ({error})."
+        ) from error
+    trained_on = (state.get("env_kwargs") or {}).get("tokenizer")
+    return None if trained_on is None else str(trained_on)
+
+
+def check_tokenizer(model: str, trained_on: str | None, tokenizer: str) -> None:
+    """Refuse a checkpoint trained on envs with another tokenizer: its actions would mean other tokens.
+
+    Raises:
+        ValueError: ``trained_on`` is neither None nor ``tokenizer``.
+    """
+    if trained_on is not None and str(trained_on) != tokenizer:
+        raise ValueError(
+            f"{model} was trained on envs with tokenizer {trained_on!r}, got --model {tokenizer!r}; "
+            f"pass --model {trained_on} so actions mean the same tokens."
+        )
+
+
 def agent_class(kind: str) -> type:
     """The :mod:`agents.baselines` class of an agent kind (``ckpt`` plays greedily)."""
     from agents import baselines
 
-    return {"random": baselines.RandomAgent, "greedy": baselines.GreedyLMAgent, "sampling": baselines.SamplingLMAgent,
-            "beam": baselines.BeamSearchLMAgent, "copy-prompt": baselines.CopyPromptAgent,
-            "reference": baselines.ReferenceAgent}[kind]
+    return {
+        "random": baselines.RandomAgent,
+        "greedy": baselines.GreedyLMAgent,
+        "sampling": baselines.SamplingLMAgent,
+        "beam": baselines.BeamSearchLMAgent,
+        "copy-prompt": baselines.CopyPromptAgent,
+        "reference": baselines.ReferenceAgent,
+    }[kind]
 
 
 def make_agent(spec: AgentSpec, policy: Any, envs: list[Any], seed: int, args: Args) -> Any:
@@ -275,11 +380,20 @@ def make_agent(spec: AgentSpec, policy: Any, envs: list[Any], seed: int, args: A
     return cls(policy)
 
 
-def evaluate_agent(args: Args, spec_text: str) -> list[dict[str, Any]]:
-    """Play every task and seed with one agent; return one raw run per (task, seed).
+def plan(args: Args, spec_text: str) -> list[tuple[str, int]]:
+    """The (task, seed) runs of an agent: every seed, or the first only for a deterministic agent."""
+    once = agent_class(AgentSpec.parse(spec_text).kind).deterministic and not args.repeat_deterministic
+    return [(task, seed) for task in args.tasks for seed in (args.seeds[:1] if once else args.seeds)]
+
+
+def evaluate_agent(
+    args: Args, spec_text: str, todo: Sequence[tuple[str, int]] | None = None, log: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
+    """Play the (task, seed) runs ``todo`` (default: :func:`plan`) with one agent; return one raw run each.
 
     Memory is measured from before the model loads, so it counts weights, KV cache and
-    activations (see :class:`PeakMemory`).
+    activations (see :class:`PeakMemory`). With ``log``, each run is appended to it as it
+    finishes (:func:`benchmarks.common.append_jsonl`), so a later failure does not lose it.
     """
     import numpy as np
     import torch
@@ -305,23 +419,40 @@ def evaluate_agent(args: Args, spec_text: str) -> list[dict[str, Any]]:
     load_seconds = time.perf_counter() - start
     runs = []
     factory = functools.partial(make_agent, spec, policy, args=args)
-    for task in args.tasks:
-        env_kwargs = {"task": task, "tokenizer": args.model, **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {})}
-        common = {"split": args.split, "n_episodes": args.episodes, "batch_size": args.batch_size, "label": spec.label,
-                  "row_free": spec.kind in ROW_FREE_KINDS}
+    for task, seed in plan(args, spec_text) if todo is None else todo:
+        env_kwargs = {
+            "task": task,
+            "tokenizer": args.model,
+            **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
+        }
+        common = {
+            "split": args.split,
+            "n_episodes": args.episodes,
+            "batch_size": args.batch_size,
+            "label": spec.label,
+            "row_free": spec.kind in ROW_FREE_KINDS,
+        }
         if not runs:  # one untimed episode first: lazy initialisation would count against the first seed
             evaluation.evaluate(factory, "TextGen-v0", env_kwargs, **{**common, "n_episodes": 1}, verbose=False)
-        for seed in args.seeds:
-            np.random.seed(seed)
-            torch.manual_seed(seed)
-            memory.reset_peak()
-            result = evaluation.evaluate(factory, "TextGen-v0", env_kwargs, **common, seeds=[seed])
-            runs.append({"agent": spec.label, "spec": spec_text, "task": _task_label(task), "seed": seed,
-                         "seconds": result.seconds[0], "load_seconds": load_seconds, "peak_mb": memory.peak_mb(),
-                         "memory": memory.kind, "episodes": result.episodes[0]})
-            gc.collect()
-            if agent_class(spec.kind).deterministic and not args.repeat_deterministic:
-                break  # the same replies whatever the seed: played once, as the evaluator's log says
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        memory.reset_peak()
+        result = evaluation.evaluate(factory, "TextGen-v0", env_kwargs, **common, seeds=[seed])
+        run = {
+            "agent": spec.label,
+            "spec": spec_text,
+            "task": _task_label(task),
+            "seed": seed,
+            "seconds": result.seconds[0],
+            "load_seconds": load_seconds,
+            "peak_mb": memory.peak_mb(),
+            "memory": memory.kind,
+            "episodes": result.episodes[0],
+        }
+        if log is not None:
+            append_jsonl(log, {"key": run_key(args, spec_text, task, seed), "run": run})
+        runs.append(run)
+        gc.collect()
     memory.stop()
     return runs
 
@@ -330,26 +461,77 @@ def _task_label(task: str) -> str:
     return Path(task).stem if task.endswith(".jsonl") else task
 
 
-def run_agents(args: Args) -> list[dict[str, Any]]:
+def run_key(args: Args, spec_text: str, task: str, seed: int) -> dict[str, Any]:
+    """What a run's results depend on: agent spec, task, seed, :data:`RESULT_ARGS` and the files used."""
+    key = {"spec": spec_text, "task": task, "seed": seed, **{name: getattr(args, name) for name in RESULT_ARGS}}
+    key["temperature"] = float(key["temperature"])  # 1 and 1.0 play the same
+    # A checkpoint retrained or a task file edited since plays differently: their size and mtime tell.
+    paths = (AgentSpec.parse(spec_text).model, task)
+    key["files"] = {p: f"{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths if p and Path(p).is_file()}
+    return key
+
+
+def finished_runs(log: str | os.PathLike[str], fresh: bool) -> dict[str, dict[str, Any]]:
+    """The runs of ``log`` (``runs.jsonl``) by :func:`run_key` in JSON; none, and ``log`` emptied, when ``fresh``."""
+    if fresh:
+        atomic_write_text(log, "")
+        return {}
+    return {_key_text(r["key"]): r["run"] for r in read_jsonl(log) if "key" in r and "run" in r}
+
+
+def _key_text(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True)
+
+
+def run_agents(args: Args, log: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every agent's raw runs, each agent in a fresh process when ``args.isolate``.
+
+    With ``log`` (``<out>/runs.jsonl``), each run is appended to it as it finishes, and the runs
+    already there with the same :func:`run_key` are reused instead of replayed (all are
+    replayed, and the log overwritten, with ``args.fresh``).
 
     Raises:
         DatasetError, FileNotFoundError, UnknownNameError: A task is unknown, missing or has an
             empty split; checked for every task before any agent plays.
+        ValueError: A checkpoint was trained with another tokenizer than ``args.model``, or is
+            not a trainer's ``.zip``; checked before any agent plays.
     """
     from text_gym.tasks import make_task
 
     for task in args.tasks:
         make_task(task, args.split)
+    for spec in map(AgentSpec.parse, args.agents):
+        if spec.model and spec.model.endswith(".zip"):
+            check_tokenizer(spec.model, checkpoint_tokenizer(spec.model), args.model)
+    done = finished_runs(log, args.fresh) if log is not None else {}
     runs: list[dict[str, Any]] = []
     for spec in args.agents:
-        print(f"[leaderboard] {spec}: {len(args.tasks)} task(s) x {len(args.seeds)} seed(s)", flush=True)
-        if args.isolate:
-            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-                runs += pool.submit(evaluate_agent, args, spec).result()
-        else:
-            runs += evaluate_agent(args, spec)
+        todo = plan(args, spec)
+        kept = {pair: done[key] for pair in todo if (key := _key_text(run_key(args, spec, *pair))) in done}
+        missing = [pair for pair in todo if pair not in kept]
+        if kept:
+            print(
+                f"[leaderboard] {spec}: skipped {_runs_text(kept)}, already in {log} (--fresh replays them)", flush=True
+            )
+        if missing:
+            print(f"[leaderboard] {spec}: playing {_runs_text(missing)}", flush=True)
+        played = dict(zip(missing, _play(args, spec, missing, log) if missing else [], strict=True))
+        runs += [kept[pair] if pair in kept else played[pair] for pair in todo]
     return runs
+
+
+def _runs_text(pairs: Sequence[tuple[str, int]]) -> str:
+    return f"{len(pairs)} run(s): " + ", ".join(f"{_task_label(task)} seed {seed}" for task, seed in pairs)
+
+
+def _play(
+    args: Args, spec: str, todo: list[tuple[str, int]], log: str | os.PathLike[str] | None
+) -> list[dict[str, Any]]:
+    if not args.isolate:
+        return evaluate_agent(args, spec, todo, log)
+    # The child appends to the log: agents play one at a time, so only one process writes it.
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(evaluate_agent, args, spec, todo, log).result()
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -369,7 +551,9 @@ def score_run(run: dict[str, Any], coherence: bool, repetition_n: int) -> dict[s
         "bleu": shared["bleu"],
         "margin": float("nan"),  # filled per task by summarize
         "chrf": shared["chrf"],
-        "coherence": float(Coherence()([e["prompt"] for e in episodes], texts, refs).mean()) if coherence else float("nan"),
+        "coherence": float(Coherence()([e["prompt"] for e in episodes], texts, refs).mean())
+        if coherence
+        else float("nan"),
         "length": sum(map(len, tokens)) / len(tokens),
         "distinct_1": metrics.distinct_n(tokens, 1),
         "distinct_2": metrics.distinct_n(tokens, 2),
@@ -385,8 +569,15 @@ def summarize(runs: list[dict[str, Any]], args: Args) -> tuple[list[dict[str, An
     """Return ``(rows, per_seed)``: one row per (task, agent) with ``<metric>`` and ``<metric>_std`` over seeds."""
     per_seed = []
     for run in runs:
-        per_seed.append({"task": run["task"], "agent": run["agent"], "seed": run["seed"], "episodes": len(run["episodes"]),
-                         **score_run(run, args.coherence, args.repetition_n)})
+        per_seed.append(
+            {
+                "task": run["task"],
+                "agent": run["agent"],
+                "seed": run["seed"],
+                "episodes": len(run["episodes"]),
+                **score_run(run, args.coherence, args.repetition_n),
+            }
+        )
     rows = []
     keys = list(dict.fromkeys((r["task"], r["agent"]) for r in per_seed))
     for task, agent in sorted(keys, key=lambda k: [_task_label(t) for t in args.tasks].index(k[0])):
@@ -401,7 +592,9 @@ def summarize(runs: list[dict[str, Any]], args: Args) -> tuple[list[dict[str, An
 
 def _add_margins(rows: list[dict[str, Any]], args: Args) -> None:
     """Each row's BLEU minus the best trivial row of its task (NaN when the task has no trivial agent)."""
-    trivial = {spec.label for spec in map(AgentSpec.parse, args.agents) if spec.kind in TRIVIAL_KINDS and spec.model is None}
+    trivial = {
+        spec.label for spec in map(AgentSpec.parse, args.agents) if spec.kind in TRIVIAL_KINDS and spec.model is None
+    }
     for task in {row["task"] for row in rows}:
         best = [row["bleu"] for row in rows if row["task"] == task and row["agent"] in trivial]
         for row in rows:
@@ -427,20 +620,38 @@ def table(rows: list[dict[str, Any]], coherence: bool = True) -> str:
 
 
 # ---------------------------------------------------------------------------------- outputs
-def write_outputs(args: Args, rows: list[dict[str, Any]], per_seed: list[dict[str, Any]], runs: list[dict[str, Any]],
-                  command: str, seconds: float) -> dict[str, Any]:
+def write_outputs(
+    args: Args,
+    rows: list[dict[str, Any]],
+    per_seed: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    command: str,
+    seconds: float,
+) -> dict[str, Any]:
     """Write ``results.json``, ``leaderboard.md`` and the PNG plots into ``args.out``; return the JSON."""
     import datetime as dt
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    samples = [{"task": r["task"], "agent": r["agent"], **{k: e[k] for k in ("prompt", "text", "references")}}
-               for r in runs if r["seed"] == args.seeds[0] for e in r["episodes"][:3]]
-    report = {"benchmark": "leaderboard", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "git_sha": git_sha(), "machine": machine(), "args": dataclasses.asdict(args), "command": command,
-              "seconds": seconds, "metrics": {k: v[1] for k, v in METRICS.items()}, "rows": rows,
-              "per_seed": per_seed, "samples": samples}
-    (out / "results.json").write_text(json.dumps(_finite(report), indent=2, default=str))
+    samples = [
+        {"task": r["task"], "agent": r["agent"], **{k: e[k] for k in ("prompt", "text", "references")}}
+        for r in runs
+        if r["seed"] == args.seeds[0]
+        for e in r["episodes"][:3]
+    ]
+    report = {
+        "benchmark": "leaderboard",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "machine": machine(),
+        "args": dataclasses.asdict(args),
+        "command": command,
+        "seconds": seconds,
+        "metrics": {k: v[1] for k, v in METRICS.items()},
+        "rows": rows,
+        "per_seed": per_seed,
+        "samples": samples,
+    }
+    atomic_write_text(out / "results.json", json.dumps(_finite(report), indent=2, default=str))
     render(args, report)
     return report
 
@@ -451,18 +662,26 @@ def render(args: Args, report: dict[str, Any]) -> None:
 
     out, rows = Path(args.out), report["rows"]
     md = header(report) + "\n\n" + table(rows, args.coherence) + "\n\n" + legend(args) + "\n"
-    (out / "leaderboard.md").write_text(md)
+    atomic_write_text(out / "leaderboard.md", md)
     for key, (title, _) in METRICS.items():
         if key != "coherence" or args.coherence:
-            plots.bar_chart(rows, key, out / f"bar_{key}.png", label=title, log=key in ("episodes_per_s", "tokens_per_s"),
-                            title=f"{title} ({args.model}, {args.split} split)")
+            with atomic_output(out / f"bar_{key}.png") as tmp:
+                plots.bar_chart(
+                    rows,
+                    key,
+                    tmp,
+                    label=title,
+                    log=key in ("episodes_per_s", "tokens_per_s"),
+                    title=f"{title} ({args.model}, {args.split} split)",
+                )
     curves = {Path(p).parent.name: p for p in args.curves}
     for spec in map(AgentSpec.parse, args.agents):
         log = Path(spec.model).parent / "progress.csv" if spec.model else None
         if log is not None and log.is_file():
             curves.setdefault(spec.label, str(log))
     if curves:
-        plots.learning_curves(curves, out / "learning_curves.png")
+        with atomic_output(out / "learning_curves.png") as tmp:
+            plots.learning_curves(curves, tmp)
 
 
 def _finite(value: Any) -> Any:
@@ -480,8 +699,10 @@ def header(report: dict[str, Any]) -> str:
     """One line of provenance: date, commit, machine, and the command that made the table."""
     m = report["machine"]
     where = f"{m['processor']}, {m['cpu_count']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
-    return (f"_{report['date'][:10]} · commit {report['git_sha']} · {where} · torch {m['torch']} · "
-            f"{report['seconds'] / 60:.1f} min_\n\n`{report['command']}`")
+    return (
+        f"_{report['date'][:10]} · commit {report['git_sha']} · {where} · torch {m['torch']} · "
+        f"{report['seconds'] / 60:.1f} min_\n\n`{report['command']}`"
+    )
 
 
 def legend(args: Args) -> str:
@@ -489,13 +710,19 @@ def legend(args: Args) -> str:
     if args.repeat_deterministic:
         seeds = "every agent plays every seed (the deterministic ones give the same replies each time)"
     else:
-        seeds = (f"the deterministic agents (greedy, beam, copy-prompt, reference, trained) play once, with seed {args.seeds[0]}, "
-                 "since their replies do not depend on it")
-    lines = [f"Model `{args.model}`; the first {args.episodes} prompts of each task's `{args.split}` split; replies of at "
-             f"most {args.max_new_tokens or 'the env default of 32'} tokens for every agent (the reference ceiling included), {args.batch_size} episodes at a time"
-             + ("; each agent in its own process" if args.isolate else "")
-             + f". Mean ± standard deviation over seeds {args.seeds} for random and sampling; {seeds}."]
-    lines += [f"- **{title}**: {text}." for key, (title, text) in METRICS.items() if args.coherence or key != "coherence"]
+        seeds = (
+            f"the deterministic agents (greedy, beam, copy-prompt, reference, trained) play once, with seed {args.seeds[0]}, "
+            "since their replies do not depend on it"
+        )
+    lines = [
+        f"Model `{args.model}`; the first {args.episodes} prompts of each task's `{args.split}` split; replies of at "
+        f"most {args.max_new_tokens or 'the env default of 32'} tokens for every agent (the reference ceiling included), {args.batch_size} episodes at a time"
+        + ("; each agent in its own process" if args.isolate else "")
+        + f". Mean ± standard deviation over seeds {args.seeds} for random and sampling; {seeds}."
+    ]
+    lines += [
+        f"- **{title}**: {text}." for key, (title, text) in METRICS.items() if args.coherence or key != "coherence"
+    ]
     return "\n".join(lines)
 
 
@@ -508,24 +735,20 @@ def update_readme(path: str, args: Args, report: dict[str, Any]) -> None:
         image = f"\n\n![Mean sentence BLEU per task and agent]({link.as_posix()})"
     except ValueError:
         image = ""  # the output folder is outside the README's tree: no relative link
-    body = (header(report) + "\n\n" + table(report["rows"], args.coherence) + "\n\n"
-            + legend(args) + image)
+    body = header(report) + "\n\n" + table(report["rows"], args.coherence) + "\n\n" + legend(args) + image
     replace_section(readme, "leaderboard", body)
 
 
-def replace_section(path: str | os.PathLike[str], name: str, body: str) -> None:
-    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in ``path`` with ``body``.
+def check_outputs(args: Args) -> None:
+    """Check, before anything plays, that ``--out`` is a writable folder and ``--readme`` has its markers.
 
     Raises:
-        ValueError: The file lacks the markers (the message names them).
+        ValueError: ``--out`` is a file or cannot be written, or ``--readme`` is missing or
+            lacks ``<!-- leaderboard:start -->`` and ``<!-- leaderboard:end -->``.
     """
-    path = Path(path)
-    text = path.read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), flags=re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"Expected the markers {start} and {end} in {path}, found none; add them where the section goes.")
-    path.write_text(pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1))
+    writable_folder(args.out)
+    if args.readme:
+        check_section(args.readme, "leaderboard")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -534,7 +757,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.render:
         path = Path(args.render)
         report = json.loads((path / "results.json" if path.is_dir() else path).read_text())
-        played = Args(**{**report["args"], "out": str(path if path.is_dir() else path.parent), "readme": args.readme, "render": ""})
+        played = Args(
+            **{
+                **report["args"],
+                "out": str(path if path.is_dir() else path.parent),
+                "readme": args.readme,
+                "render": "",
+            }
+        )
+        check_outputs(played)
         render(played, report)
         if args.readme:
             update_readme(args.readme, played, report)
@@ -543,14 +774,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         given = {a.split("=")[0].lstrip("-").replace("-", "_").removeprefix("no_") for a in argv if a.startswith("--")}
         args = dataclasses.replace(args, **{k: v for k, v in QUICK.items() if k not in given})
     command = "python -m benchmarks.leaderboard " + shlex.join(argv)
+    check_outputs(args)
     start = time.perf_counter()
-    runs = run_agents(args)
+    runs = run_agents(args, log=Path(args.out) / "runs.jsonl")
     rows, per_seed = summarize(runs, args)
     report = write_outputs(args, rows, per_seed, runs, command, time.perf_counter() - start)
     if args.readme:
         update_readme(args.readme, args, report)
     print(table(rows, args.coherence))
-    print(f"[leaderboard] wrote {args.out}/results.json, leaderboard.md and plots in {report['seconds']:.0f} s")
+    print(
+        f"[leaderboard] wrote {args.out}/results.json, leaderboard.md, plots and runs.jsonl in {report['seconds']:.0f} s"
+    )
     return report
 
 

@@ -21,7 +21,8 @@ TINY = ["--env", "TextGen-Copy-v0", "--model", "tiny", "--reward", "chrf", "--ma
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_train_cli_writes_results_checkpoints_and_logs(tmp_path, capsys, algo):
-    results = main([*TINY, "--algo", algo, "--steps", "300", "--checkpoint-freq", "10", "--out", str(tmp_path)])
+    results = main([*TINY, "--algo", algo, "--steps", "300", "--checkpoint-minutes", "1e-6", "--keep-checkpoints", "2",
+                    "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "| untrained greedy |" in printed and "| trained sampling |" in printed and "| copy-prompt |" in printed
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -34,7 +35,8 @@ def test_train_cli_writes_results_checkpoints_and_logs(tmp_path, capsys, algo):
     best = max(row["bleu"] for row in saved["rows"][:3])
     assert all(row["margin"] == pytest.approx(row["bleu"] - best) for row in saved["rows"])
     assert results["history"] and (tmp_path / "model.zip").exists()
-    assert list((tmp_path / "checkpoints").glob(f"{algo}_*_steps.zip"))
+    kept = sorted((tmp_path / "checkpoints").glob(f"{algo}_*_steps.zip"))
+    assert len(kept) == 2 and len(results["history"]) > 2  # one per iteration, the newest two kept
     assert (tmp_path / "progress.csv").exists() and list(tmp_path.glob("events.out.tfevents*"))
 
 

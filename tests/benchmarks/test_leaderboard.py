@@ -69,11 +69,23 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
 
 def test_reference_agent_scores_one_on_copy_and_jsonl(tmp_path: Path) -> None:
     task = tmp_path / "mine.jsonl"
-    task.write_text('{"prompt": "Greet", "reference": "hello there my good friend", "split": "test"}\n'
-                    '{"prompt": "Say bye", "references": ["bye now", "bye"], "split": "test"}\n'
-                    '{"prompt": "Say hi", "reference": "hi", "split": "train"}\n')
-    args = Args(agents=["reference"], tasks=["copy", str(task)], seeds=[0], episodes=3, model="tiny", max_new_tokens=64,
-                batch_size=2, coherence=False, isolate=False, threads=1)
+    task.write_text(
+        '{"prompt": "Greet", "reference": "hello there my good friend", "split": "test"}\n'
+        '{"prompt": "Say bye", "references": ["bye now", "bye"], "split": "test"}\n'
+        '{"prompt": "Say hi", "reference": "hi", "split": "train"}\n'
+    )
+    args = Args(
+        agents=["reference"],
+        tasks=["copy", str(task)],
+        seeds=[0],
+        episodes=3,
+        model="tiny",
+        max_new_tokens=64,
+        batch_size=2,
+        coherence=False,
+        isolate=False,
+        threads=1,
+    )
     rows, per_seed = leaderboard.summarize(leaderboard.run_agents(args), args)
     assert [row["task"] for row in rows] == ["copy", "mine"]
     assert rows[1]["episodes"] == 2  # the file's test split has 2 samples, fewer than --episodes
@@ -92,7 +104,9 @@ def test_play_gives_every_agent_the_same_prompts(row_free: bool) -> None:
     agent = leaderboard.make_agent(AgentSpec.parse("random"), None, envs, 0, args)
     batches = []
     act = agent.act
-    agent.act = lambda obs, masks, deterministic: batches.append(len(obs["input_ids"])) or act(obs, masks, deterministic)
+    agent.act = lambda obs, masks, deterministic: (
+        batches.append(len(obs["input_ids"])) or act(obs, masks, deterministic)
+    )
     episodes, seconds = evaluation.play(agent, envs, list(range(7)), seed=0, deterministic=False, row_free=row_free)
     assert [e["index"] for e in episodes] == list(range(7)) and seconds > 0
     assert [e["prompt"] for e in episodes] == [envs[0].task[i].prompt for i in range(7)]
@@ -104,12 +118,31 @@ def test_play_gives_every_agent_the_same_prompts(row_free: bool) -> None:
 def test_trained_checkpoint_agent(tmp_path: Path) -> None:
     from agents.grpo import GRPO
 
-    trainer = GRPO("tiny", "TextGen-Copy-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 4}, n_envs=2, group_size=2,
-                   seed=0, verbose=0, device="cpu")
+    trainer = GRPO(
+        "tiny",
+        "TextGen-Copy-v0",
+        env_kwargs={"tokenizer": "tiny", "max_new_tokens": 4},
+        n_envs=2,
+        group_size=2,
+        seed=0,
+        verbose=0,
+        device="cpu",
+    )
     trainer.save(tmp_path / "run" / "model.zip")
     (tmp_path / "run" / "progress.csv").write_text("time/total_timesteps,rollout/ep_rew_mean\n8,0.1\n16,0.2\n24,0.25\n")
-    args = Args(agents=["mine=ckpt:" + str(tmp_path / "run" / "model.zip")], tasks=["copy"], seeds=[0], episodes=2,
-                model="tiny", max_new_tokens=4, batch_size=2, coherence=False, isolate=False, threads=1, out=str(tmp_path / "lb"))
+    args = Args(
+        agents=["mine=ckpt:" + str(tmp_path / "run" / "model.zip")],
+        tasks=["copy"],
+        seeds=[0],
+        episodes=2,
+        model="tiny",
+        max_new_tokens=4,
+        batch_size=2,
+        coherence=False,
+        isolate=False,
+        threads=1,
+        out=str(tmp_path / "lb"),
+    )
     runs = leaderboard.run_agents(args)
     rows, per_seed = leaderboard.summarize(runs, args)
     assert rows[0]["agent"] == "mine" and rows[0]["episodes"] == 2
@@ -120,7 +153,9 @@ def test_trained_checkpoint_agent(tmp_path: Path) -> None:
 def test_agent_specs() -> None:
     assert AgentSpec.parse("greedy") == AgentSpec("greedy", "greedy", None)
     assert AgentSpec.parse("beam:some/folder") == AgentSpec("beam:some/folder", "beam", "some/folder")
-    assert AgentSpec.parse("ckpt:runs/grpo/model.zip") == AgentSpec("trained (grpo/model.zip)", "greedy", "runs/grpo/model.zip")
+    assert AgentSpec.parse("ckpt:runs/grpo/model.zip") == AgentSpec(
+        "trained (grpo/model.zip)", "greedy", "runs/grpo/model.zip"
+    )
     assert AgentSpec.parse("x=sampling:/a=b/m").model == "/a=b/m"
     for bad, match in [("nucleus", "expected a kind"), ("ckpt", "needs a path"), ("random:tiny", "takes no model")]:
         with pytest.raises(ValueError, match=match):
@@ -142,7 +177,11 @@ def test_replace_section(tmp_path: Path) -> None:
 
 
 def test_bar_chart_and_curves_are_pngs(tmp_path: Path) -> None:
-    rows = [{"task": t, "agent": a, "bleu": v, "bleu_std": 0.1} for t in ("qa", "copy") for a, v in (("g", 0.2), ("b", float("nan")))]
+    rows = [
+        {"task": t, "agent": a, "bleu": v, "bleu_std": 0.1}
+        for t in ("qa", "copy")
+        for a, v in (("g", 0.2), ("b", float("nan")))
+    ]
     assert_png(plots.bar_chart(rows, "bleu", tmp_path / "b.png", log=False))
     log = tmp_path / "progress.csv"
     log.write_text("rollout/batch_rew_mean,time/total_timesteps\n0.1,10\n0.3,20\n")
@@ -156,17 +195,31 @@ def test_bar_chart_and_curves_are_pngs(tmp_path: Path) -> None:
 def test_checkpoint_of_another_tokenizer_is_refused(tmp_path: Path) -> None:
     from agents.grpo import GRPO
 
-    trainer = GRPO("tiny", "TextGen-Copy-v0", env_kwargs={"tokenizer": "tiny"}, n_envs=2, group_size=2, verbose=0, device="cpu")
+    trainer = GRPO(
+        "tiny", "TextGen-Copy-v0", env_kwargs={"tokenizer": "tiny"}, n_envs=2, group_size=2, verbose=0, device="cpu"
+    )
     trainer.save(tmp_path / "model.zip")
     with pytest.raises(ValueError, match="pass --model tiny"):
         leaderboard.load_policy(str(tmp_path / "model.zip"), "cpu", "smollm2-135m")
 
 
-def test_isolated_agent_runs_in_a_fresh_process() -> None:
-    args = Args(agents=["reference"], tasks=["copy"], seeds=[0], episodes=2, model="tiny", max_new_tokens=4, batch_size=2,
-                coherence=False, isolate=True, threads=1)
-    runs = leaderboard.run_agents(args)
+def test_isolated_agent_runs_in_a_fresh_process(tmp_path: Path) -> None:
+    args = Args(
+        agents=["reference"],
+        tasks=["copy"],
+        seeds=[0],
+        episodes=2,
+        model="tiny",
+        max_new_tokens=4,
+        batch_size=2,
+        coherence=False,
+        isolate=True,
+        threads=1,
+    )
+    runs = leaderboard.run_agents(args, log=tmp_path / "runs.jsonl")
     assert [len(run["episodes"]) for run in runs] == [2] and runs[0]["memory"] == "rss" and runs[0]["peak_mb"] >= 0
+    logged = json.loads((tmp_path / "runs.jsonl").read_text())  # appended by the agent's process as the run finished
+    assert logged["run"] == runs[0] and logged["key"] == leaderboard.run_key(args, "reference", "copy", 0)
 
 
 def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tmp_path: Path, capsys) -> None:
@@ -174,7 +227,9 @@ def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tmp_path: Path, c
     task.write_text('{"prompt": "Say hi", "reference": "hi", "split": "train"}\n')
     with pytest.raises(ValueError, match="expected a trainer checkpoint at .*missing.zip, found no such file"):
         Args(agents=["greedy", "ckpt:" + str(tmp_path / "missing.zip")])
-    args = Args(agents=["reference"], tasks=["copy", str(task)], seeds=[0], model="tiny", isolate=False, coherence=False)
+    args = Args(
+        agents=["reference"], tasks=["copy", str(task)], seeds=[0], model="tiny", isolate=False, coherence=False
+    )
     with pytest.raises(ValueError, match="the 'test' split is empty"):
         leaderboard.run_agents(args)
     assert "[evaluate]" not in capsys.readouterr().out  # nothing played
@@ -182,9 +237,20 @@ def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tmp_path: Path, c
 
 def test_copy_prompt_and_margins_on_a_file_with_sources(tmp_path: Path) -> None:
     task = tmp_path / "rewrite.jsonl"
-    task.write_text('{"prompt": "Rewrite: the big dog ran", "source": "the big dog ran", "reference": "the big dog ran fast", "split": "test"}\n')
-    args = Args(agents=["greedy", "copy-prompt", "reference"], tasks=[str(task)], seeds=[0], episodes=1, model="tiny",
-                batch_size=1, coherence=False, isolate=False, threads=1)
+    task.write_text(
+        '{"prompt": "Rewrite: the big dog ran", "source": "the big dog ran", "reference": "the big dog ran fast", "split": "test"}\n'
+    )
+    args = Args(
+        agents=["greedy", "copy-prompt", "reference"],
+        tasks=[str(task)],
+        seeds=[0],
+        episodes=1,
+        model="tiny",
+        batch_size=1,
+        coherence=False,
+        isolate=False,
+        threads=1,
+    )
     rows, _ = leaderboard.summarize(leaderboard.run_agents(args), args)
     by_agent = {row["agent"]: row for row in rows}
     from text_gym.rewards import sentence_bleu

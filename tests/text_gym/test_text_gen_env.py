@@ -145,7 +145,7 @@ def test_user_task_object_and_pickle():
 
 
 def test_real_qa_task_with_tiny_tokenizer():
-    env = TextGenEnv(task="qa", tokenizer="tiny", max_new_tokens=4, max_prompt_tokens=512, split="validation")
+    env = TextGenEnv(task="qa", tokenizer="tiny", max_new_tokens=4, max_prompt_tokens=500, split="validation")
     obs, info = env.reset(seed=0)
     assert info["prompt"] and env.observation_space.contains(obs)
 

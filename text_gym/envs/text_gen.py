@@ -19,6 +19,8 @@ from text_gym.tokenization import load_tokenizer, logits_size
 
 RewardShaping = Literal["sparse", "delta"]
 REWARD_SHAPINGS: tuple[str, ...] = ("sparse", "delta")
+MAX_SEQUENCE_TOKENS = 1 << 20
+"""The most prompt + reply slots an env accepts: far beyond any model's context, far below what exhausts memory."""
 
 
 class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
@@ -117,8 +119,19 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".
             gym.logger.warn(f"render_mode {render_mode!r} is not supported (expected 'ansi' or 'human'); render() will return None.")
+        if max_prompt_tokens + max_new_tokens > MAX_SEQUENCE_TOKENS:
+            raise ValueError(
+                f"Expected max_prompt_tokens + max_new_tokens <= {MAX_SEQUENCE_TOKENS:,} (each observation holds that many "
+                f"int64 slots, twice), got {max_prompt_tokens} + {max_new_tokens}."
+            )
         self.task: Task = make_task(task, split)
         self.tokenizer = load_tokenizer(tokenizer)
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and limit < MAX_SEQUENCE_TOKENS and max_prompt_tokens + max_new_tokens > limit:
+            raise ValueError(
+                f"Expected max_prompt_tokens + max_new_tokens <= {limit} (the tokenizer's model_max_length), got "
+                f"{max_prompt_tokens} + {max_new_tokens}."
+            )
         self.reward: Reward = make_reward(reward)
         self.reward_shaping = reward_shaping
         self.max_new_tokens = max_new_tokens

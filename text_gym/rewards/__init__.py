@@ -133,6 +133,31 @@ def make_reward(spec: RewardSpec) -> Reward:
     )
 
 
+def reward_spec(reward: RewardSpec) -> str | dict[str, float] | None:
+    """Return a name or a dict of weights that :func:`make_reward` rebuilds ``reward`` from, or None.
+
+    Checkpoints store rewards this way: a reward made only of registered parts (by name, or as
+    instances of registered classes) round-trips through JSON; a custom function does not.
+
+    Example:
+        >>> reward_spec(make_reward({"bleu": 1.0, "source-bleu": -0.5}))
+        {'bleu': 1.0, 'source-bleu': -0.5}
+        >>> reward_spec(BLEU()), reward_spec(lambda p, o, r: [0.0] * len(o))
+        ('bleu', None)
+    """
+    if isinstance(reward, str):
+        return reward if reward in REWARDS else None
+    if isinstance(reward, Mapping) and not isinstance(reward, Reward):
+        return {str(k): float(v) for k, v in reward.items()} if all(k in REWARDS for k in reward) else None
+    if isinstance(reward, Reward):
+        parts = reward.functions
+        if all(name in REWARDS and isinstance(REWARDS[name], type) and type(fn) is REWARDS[name] for name, fn in parts.items()):
+            return reward.weights
+        return None
+    name = next((n for n, factory in REWARDS.items() if isinstance(factory, type) and type(reward) is factory), None)
+    return name
+
+
 __all__ = [
     "BLEU",
     "CHRF",
@@ -150,6 +175,7 @@ __all__ = [
     "load_encoder",
     "make_reward",
     "register_reward",
+    "reward_spec",
     "reward_names",
     "sentence_bleu",
     "sentence_chrf",

@@ -1,0 +1,333 @@
+"""Trainer checkpoints: one ``.zip`` that resumes a run exactly, written atomically, read without unpickling.
+
+An archive holds::
+
+    model/                     LMActorCritic.save_pretrained (safetensors weights, JSON options)
+    trainer.json               class, config, env kwargs, counters, RNG states that are numbers, history
+    trainer_state.safetensors  optimizer moments and RNG states that are tensors
+
+Nothing in it is a pickle: a checkpoint from someone else is untrusted input, so tensors are
+safetensors and the rest JSON. The archive is written to a temporary file beside the target and
+moved into place (:mod:`agents.atomic`), so an interrupted save leaves the previous checkpoint
+intact. Paths are exact: ``save("model.v1")`` writes ``model.v1`` (``.zip`` is added only to a
+path without a suffix, as SB3 does), and ``load`` reads exactly that file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.atomic import atomic_path
+
+__all__ = [
+    "ARCHIVE_MEMBERS",
+    "CheckpointError",
+    "PeriodicCheckpoints",
+    "archive_path",
+    "read_archive",
+    "restore_rng",
+    "restore_trainer_state",
+    "rng_state",
+    "schedule_from_json",
+    "schedule_to_json",
+    "tensors_to_optimizer",
+    "optimizer_to_tensors",
+    "trainer_state",
+    "write_archive",
+]
+
+ARCHIVE_MEMBERS = ("trainer.json", "model/actor_critic.json")
+"""Members every archive must have; ``trainer_state.safetensors`` is optional (archives before resume support)."""
+_STATE_FILE = "trainer_state.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or does not fit what loads it; the message names the archive."""
+
+
+def archive_path(path: str | os.PathLike[str]) -> Path:
+    """The file a checkpoint path means: ``path`` itself, with ``.zip`` added only when it has no suffix.
+
+    >>> str(archive_path("runs/model")), str(archive_path("runs/model.v1")), str(archive_path("m.zip"))
+    ('runs/model.zip', 'runs/model.v1', 'm.zip')
+    """
+    path = Path(path)
+    return path if path.suffix else path.with_suffix(".zip")
+
+
+def write_archive(path: str | os.PathLike[str], policy: Any, state: dict[str, Any],
+                  tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``policy`` (``save_pretrained``), ``state`` (JSON) and ``tensors`` (safetensors) to ``path`` atomically."""
+    from safetensors.torch import save_file
+
+    target = archive_path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        policy.save_pretrained(os.path.join(tmp, "model"))
+        Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
+        if tensors:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, os.path.join(tmp, _STATE_FILE))
+        with atomic_path(target) as part, zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive:  # weights do not compress
+            for file in sorted(Path(tmp).rglob("*")):
+                if file.is_file():
+                    archive.write(file, file.relative_to(tmp))
+    return target
+
+
+def read_archive(path: str | os.PathLike[str], device: torch.device) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+    """Return the ``LMActorCritic`` (float32), the JSON state and the tensors that :func:`write_archive` stored.
+
+    Raises:
+        FileNotFoundError: No file at ``archive_path(path)``.
+        CheckpointError: The file is not a zip archive, or lacks a member; the message names both.
+    """
+    from safetensors.torch import load_file
+
+    from agents.lm import LMActorCritic
+
+    target = archive_path(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"Expected a trainer checkpoint at {target}, found no such file.")
+    try:
+        archive = zipfile.ZipFile(target)
+    except zipfile.BadZipFile as error:
+        raise CheckpointError(f"{target} is not a trainer checkpoint: expected a zip archive, got {error}.") from error
+    with tempfile.TemporaryDirectory() as tmp, archive:
+        names = set(archive.namelist())
+        missing = [member for member in ARCHIVE_MEMBERS if member not in names]
+        if missing:
+            raise CheckpointError(f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}.")
+        archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
+        state = json.loads(Path(tmp, "trainer.json").read_text())
+        tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
+        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
+    return model, state, tensors
+
+
+# ---------------------------------------------------------------------------------- optimizer
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's ``state_dict`` into tensors (``optimizer.<param>.<key>``) and a JSON-able rest."""
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def tensors_to_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Load what :func:`optimizer_to_tensors` split back into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ---------------------------------------------------------------------------------- random state
+def rng_state(trainer_rng: np.random.Generator, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every random state a training step reads: torch (CPU, CUDA), numpy, python, the trainer's own."""
+    np_name, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()
+    tensors = {"rng.torch": torch.get_rng_state(), "rng.generator": generator.get_state(),
+               "rng.numpy": torch.as_tensor(np_keys.astype(np.int64))}
+    if torch.cuda.is_available():
+        for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = cuda_state
+    version, internal, gauss = random.getstate()
+    meta = {"numpy": [np_name, int(np_pos), int(np_gauss), float(np_cached)], "python": [version, list(internal), gauss],
+            "trainer": trainer_rng.bit_generator.state}
+    return tensors, meta
+
+
+def restore_rng(trainer_rng: np.random.Generator, generator: torch.Generator, tensors: dict[str, torch.Tensor],
+                meta: dict[str, Any]) -> None:
+    """Set every random state that :func:`rng_state` captured."""
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.generator"])
+    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    trainer_rng.bit_generator.state = meta["trainer"]
+
+
+# ---------------------------------------------------------------------------------- schedules
+def schedule_to_json(value: Any) -> Any:
+    """A learning rate as JSON: a float, an SB3 schedule object as ``{"schedule": name, ...}``, else None.
+
+    >>> from stable_baselines3.common.utils import LinearSchedule
+    >>> schedule_to_json(LinearSchedule(1e-3, 1e-5, 0.5))
+    {'schedule': 'LinearSchedule', 'start': 0.001, 'end': 1e-05, 'end_fraction': 0.5}
+    >>> schedule_to_json(lambda progress: 1e-3 * progress) is None
+    True
+    """
+    from stable_baselines3.common import utils
+
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, utils.FloatSchedule):
+        return schedule_to_json(value.value_schedule)
+    if isinstance(value, (utils.LinearSchedule, utils.ConstantSchedule)):
+        return {"schedule": type(value).__name__, **vars(value)}
+    return None
+
+
+def schedule_from_json(value: Any) -> Any:
+    """Rebuild what :func:`schedule_to_json` wrote."""
+    from stable_baselines3.common import utils
+
+    if isinstance(value, dict):
+        kind = {"LinearSchedule": utils.LinearSchedule, "ConstantSchedule": utils.ConstantSchedule}[value["schedule"]]
+        return kind(**{k: v for k, v in value.items() if k != "schedule"})
+    return value
+
+
+# ---------------------------------------------------------------------------------- a trainer's state
+def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[str]]:
+    """Everything :meth:`TrainerBase.load` needs to continue ``trainer`` exactly: ``(json, tensors, unsaved)``.
+
+    ``unsaved`` names the settings that could not be stored (a reward function, a custom
+    learning-rate schedule): they are recorded by ``repr`` and must be passed again to ``load``.
+    """
+    import dataclasses
+
+    from text_gym.rewards import reward_spec
+
+    config, unsaved = {}, []
+    for field in dataclasses.fields(trainer.config):
+        value = getattr(trainer.config, field.name)
+        stored = schedule_to_json(value) if field.name == "learning_rate" else value
+        if stored is None and value is not None or not _is_json(stored):
+            unsaved.append(f"{field.name}={value!r}")
+            stored = None
+        config[field.name] = stored
+    env_kwargs = {}
+    for key, value in trainer.env_kwargs.items():
+        stored = reward_spec(value) if key == "reward" and not _is_json(value) else value
+        if stored is None or not _is_json(stored):
+            unsaved.append(f"env_kwargs[{key!r}]={value!r}")
+            continue
+        env_kwargs[key] = stored
+    optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
+    rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
+    tensors = {**optimizer_tensors, **rng_tensors}
+    if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
+        unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
+        for name, value in trainer._reference.state_dict().items():
+            if unique.setdefault(value.data_ptr(), name) == name:
+                tensors[f"reference.{name}"] = value
+    sub_envs = getattr(trainer.env, "envs", None) or []
+    state = {
+        "format": 2,
+        "class": type(trainer).__name__,
+        "config": config,
+        "env_id": trainer.env_id,
+        "env_kwargs": env_kwargs,
+        "unsaved": unsaved,
+        "seed": trainer.seed,
+        "counters": {"num_timesteps": trainer.num_timesteps, "iteration": trainer.iteration, "n_updates": trainer._n_updates},
+        "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
+        "optimizer": optimizer_meta,
+        "rng": rng_meta,
+        "env_rng": [env.unwrapped.np_random.bit_generator.state for env in sub_envs],
+        "extra": trainer._extra_state(),
+        "history": trainer.history,
+        "supervised_history": trainer.supervised_history,
+    }
+    return state, tensors, unsaved
+
+
+def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``."""
+    counters = state.get("counters") or {"num_timesteps": state.get("num_timesteps", 0), "iteration": state.get("iteration", 0)}
+    trainer.num_timesteps, trainer.iteration = counters["num_timesteps"], counters["iteration"]
+    trainer._n_updates = counters.get("n_updates", 0)
+    if "optimizer" not in state:  # an archive from before resume support: weights only
+        return
+    tensors_to_optimizer(trainer.optimizer, tensors, state["optimizer"])
+    restore_rng(trainer._np_random, trainer._generator, tensors, state["rng"])
+    for env, env_state in zip(getattr(trainer.env, "envs", None) or [], state["env_rng"], strict=False):
+        env.unwrapped.np_random.bit_generator.state = env_state
+    reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
+    if reference:
+        trainer._reference = trainer.policy.make_reference()
+        missing, unexpected = trainer._reference.load_state_dict(reference, strict=False)
+        loaded = {value.data_ptr() for name, value in trainer._reference.state_dict().items() if name in reference}
+        untied = [name for name in missing if trainer._reference.state_dict()[name].data_ptr() not in loaded]
+        if unexpected or untied:
+            raise CheckpointError(f"The saved reference policy does not fit the model: missing {missing}, unexpected {unexpected}.")
+    trainer.ep_info_buffer.extend(state["episodes"]["returns"])
+    trainer.ep_len_buffer.extend(state["episodes"]["lengths"])
+    trainer._load_extra_state(state["extra"])
+    trainer.history = state["history"]
+    trainer.supervised_history = state["supervised_history"]
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+class PeriodicCheckpoints:
+    """Save a trainer every ``minutes`` of wall time, between iterations, keeping the newest ``keep``.
+
+    Pass it to ``learn(checkpoints=...)``. Saving happens only after a complete iteration (rollout
+    and update), so every checkpoint resumes exactly; files are
+    ``<folder>/<prefix>_<num_timesteps>_steps.zip``, written atomically.
+
+    Args:
+        folder: Where the checkpoints go.
+        minutes: Wall time between two saves.
+        keep: How many of the newest checkpoints to keep (older ones of this prefix are deleted).
+        prefix: The file name prefix.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], minutes: float = 10.0, keep: int = 3, prefix: str = "checkpoint") -> None:
+        if not minutes > 0 or not math.isfinite(minutes):
+            raise ValueError(f"minutes: expected a finite positive number, got {minutes!r}.")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep: expected a positive int, got {keep!r}.")
+        self.folder, self.seconds, self.keep, self.prefix = Path(folder), 60.0 * minutes, keep, prefix
+        self._last = time.monotonic()
+
+    def maybe_save(self, trainer: Any) -> Path | None:
+        """Save ``trainer`` if ``minutes`` have passed since the last save (or the start); return the path."""
+        if time.monotonic() - self._last < self.seconds:
+            return None
+        path = trainer.save(self.folder / f"{self.prefix}_{trainer.num_timesteps}_steps.zip")
+        self._last = time.monotonic()
+        for old in self.saved()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def saved(self) -> list[Path]:
+        """This prefix's checkpoints in the folder, oldest first (by step count)."""
+        pattern = re.compile(rf"{re.escape(self.prefix)}_(\d+)_steps\.zip")
+        found = [(int(m.group(1)), p) for p in self.folder.glob(f"{self.prefix}_*_steps.zip") if (m := pattern.fullmatch(p.name))]
+        return [p for _, p in sorted(found)]
