@@ -224,7 +224,7 @@ class TrainerBase:
         start_steps = self.num_timesteps
         callback.on_training_start(locals(), globals())
         with catch_signals() as stop:
-            while self.num_timesteps < total_timesteps and stop.signum is None:
+            while not self._should_stop(total_timesteps, stop):
                 callback.on_rollout_start()
                 t0 = time.perf_counter()
                 before = self._snapshot()
@@ -299,6 +299,19 @@ class TrainerBase:
         )
         self.supervised_history += rows
         return rows
+
+    def _should_stop(self, total_timesteps: int, stop: Any) -> bool:
+        """Whether to end ``learn`` before the next iteration; under ``accelerate`` every rank agrees.
+
+        Ranks count their own tokens, and episodes end at different lengths, so one rank can reach
+        ``total_timesteps`` an iteration before another; if it stopped alone, the others would wait
+        forever in the next gradient all-reduce. So all stop once any one is done (or signalled).
+        """
+        done = self.num_timesteps >= total_timesteps or stop.signum is not None
+        if self.accelerator is None:
+            return done
+        flags = self.accelerator.gather(torch.tensor([float(done)], device=self.device))
+        return bool(flags.max().item())
 
     def _init_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
         # As SB3's BaseAlgorithm._init_callback, with a bar that counts tokens.

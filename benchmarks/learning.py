@@ -37,7 +37,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 import text_gym  # noqa: F401  (registers the environments)
 from agents.evaluation import add_margins, lm_evaluations, trivial_evaluations
 from agents.grpo import GRPO
-from benchmarks.common import markdown_table, parse_args, write_report
+from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
 
 COLUMNS = ["env", "task", "split", "agent", "bleu", "margin", "chrf", "reward", "length", "train CPU-minutes", "train tokens", "episodes",
            "example"]
@@ -190,7 +190,8 @@ def plot(args: Args, curves: dict[str, dict[str, list[float]]], rows: list[dict[
         ax.set_ylabel(f"training reward / held-out BLEU ({args.reward})")
     axes[0][-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
-    fig.savefig(f"{args.out}/{args.name}.png", dpi=120)
+    with atomic_output(f"{args.out}/{args.name}.png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.atomic import atomic_write_text
 from benchmarks.common import markdown_table, parse_args
 from benchmarks.leaderboard import replace_section
 
@@ -130,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             "Compare the ratios (measured within one process); absolute speeds depend on each source's machine and load.")
     out = Path(args.out or args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.md").write_text(body + "\n")
-    (out / "throughput.json").write_text(json.dumps(
+    atomic_write_text(out / "throughput.md", body + "\n")
+    atomic_write_text(out / "throughput.json", json.dumps(
         {"benchmark": "throughput_report", "date": date, "args": dataclasses.asdict(args), "command": command,
          "sources": [{k: s.get(k) for k in ("file", "benchmark", "date", "git_sha", "machine")} for s in sources],
          "rows": rows}, indent=2, default=str))

@@ -32,7 +32,7 @@ import gymnasium as gym
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from benchmarks.common import markdown_table, parse_args, write_report
+from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
 
 
 @dataclass
@@ -192,7 +192,8 @@ def plot(rows: list[dict[str, Any]], args: Args) -> None:
     ax.set_xlabel("generated tokens / s (rollout + update)")
     ax.set_title(f"{args.model}: batch {args.n_envs}, {args.max_new_tokens} new tokens")
     fig.tight_layout()
-    fig.savefig(f"{args.out}/trainer_throughput.png", dpi=120)
+    with atomic_output(f"{args.out}/trainer_throughput.png") as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ def test_module_help_runs():
 
 
 ACCELERATE_SCRIPT = """
+import sys
 import torch
 from accelerate import Accelerator
 from agents.grpo import GRPO
@@ -102,12 +103,25 @@ model = GRPO("tiny", env, n_envs=8, group_size=4, learning_rate=1e-2, seed=0, ve
 model.learn(200)
 checksum = torch.stack([p.detach().double().sum() for p in model.policy.parameters()]).sum()[None]
 both = accelerator.gather(checksum)
-prompts = accelerator.gather(torch.tensor([float(model.ep_info_buffer[0])]))
+steps = accelerator.gather(torch.tensor([float(model.num_timesteps)]))
 if accelerator.is_main_process:
     assert accelerator.num_processes == 2, accelerator.num_processes
     assert torch.allclose(both[0], both[1]), both  # gradients were averaged: replicas stay equal
-    open(__import__("sys").argv[1], "w").write(f"{both.tolist()} {prompts.tolist()}")
+    assert (steps >= 200).all(), steps  # both ranks trained their own rollouts
+    open(sys.argv[1], "w").write(f"{both.tolist()} {steps.tolist()}")
+accelerator.wait_for_everyone()
+accelerator.end_training()  # destroys the process group: no rank aborts at interpreter exit
+if torch.distributed.is_initialized():  # older accelerate releases leave it to us
+    torch.distributed.destroy_process_group()
 """
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -116,11 +130,23 @@ def test_accelerate_two_cpu_processes_keep_replicas_in_sync(tmp_path):
     script.write_text(ACCELERATE_SCRIPT)
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_cpu_threads_per_process", "1", str(script), str(done)]
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), str(script), str(done)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300,
                             env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert done.exists()
+    assert done.exists() and "terminate called" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_command_line_under_accelerate_ends_cleanly(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), "-m", "agents.train",
+               *TINY, "--eval-episodes", "0", "--steps", "48", "--device", "cpu", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300,
+                            env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model.zip").exists() and "terminate called" not in result.stderr
 
 
 def test_trainers_are_exported_from_agents():
