@@ -67,8 +67,9 @@ def archive_path(path: str | os.PathLike[str]) -> Path:
     return path if path.suffix else path.with_suffix(".zip")
 
 
-def write_archive(path: str | os.PathLike[str], policy: Any, state: dict[str, Any],
-                  tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def write_archive(
+    path: str | os.PathLike[str], policy: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+) -> Path:
     """Write ``policy`` (``save_pretrained``), ``state`` (JSON) and ``tensors`` (safetensors) to ``path`` atomically."""
     from safetensors.torch import save_file
 
@@ -78,14 +79,19 @@ def write_archive(path: str | os.PathLike[str], policy: Any, state: dict[str, An
         Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
         if tensors:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, os.path.join(tmp, _STATE_FILE))
-        with atomic_path(target) as part, zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive:  # weights do not compress
+        with (
+            atomic_path(target) as part,
+            zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive,
+        ):  # weights do not compress
             for file in sorted(Path(tmp).rglob("*")):
                 if file.is_file():
                     archive.write(file, file.relative_to(tmp))
     return target
 
 
-def read_archive(path: str | os.PathLike[str], device: torch.device) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+def read_archive(
+    path: str | os.PathLike[str], device: torch.device
+) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
     """Return the ``LMActorCritic`` (float32), the JSON state and the tensors that :func:`write_archive` stored.
 
     Raises:
@@ -107,7 +113,9 @@ def read_archive(path: str | os.PathLike[str], device: torch.device) -> tuple[An
         names = set(archive.namelist())
         missing = [member for member in ARCHIVE_MEMBERS if member not in names]
         if missing:
-            raise CheckpointError(f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}.")
+            raise CheckpointError(
+                f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}."
+            )
         archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
         state = json.loads(Path(tmp, "trainer.json").read_text())
         tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
@@ -126,11 +134,15 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, to
                 tensors[f"optimizer.{index}.{key}"] = value
             else:
                 scalars[f"{index}.{key}"] = value
-    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state_dict["param_groups"]]
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state_dict["param_groups"]
+    ]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def tensors_to_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def tensors_to_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     """Load what :func:`optimizer_to_tensors` split back into ``optimizer``."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
@@ -145,22 +157,31 @@ def tensors_to_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, to
 
 
 # ---------------------------------------------------------------------------------- random state
-def rng_state(trainer_rng: np.random.Generator, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def rng_state(
+    trainer_rng: np.random.Generator, generator: torch.Generator
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Every random state a training step reads: torch (CPU, CUDA), numpy, python, the trainer's own."""
     np_name, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()
-    tensors = {"rng.torch": torch.get_rng_state(), "rng.generator": generator.get_state(),
-               "rng.numpy": torch.as_tensor(np_keys.astype(np.int64))}
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.generator": generator.get_state(),
+        "rng.numpy": torch.as_tensor(np_keys.astype(np.int64)),
+    }
     if torch.cuda.is_available():
         for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = cuda_state
     version, internal, gauss = random.getstate()
-    meta = {"numpy": [np_name, int(np_pos), int(np_gauss), float(np_cached)], "python": [version, list(internal), gauss],
-            "trainer": trainer_rng.bit_generator.state}
+    meta = {
+        "numpy": [np_name, int(np_pos), int(np_gauss), float(np_cached)],
+        "python": [version, list(internal), gauss],
+        "trainer": trainer_rng.bit_generator.state,
+    }
     return tensors, meta
 
 
-def restore_rng(trainer_rng: np.random.Generator, generator: torch.Generator, tensors: dict[str, torch.Tensor],
-                meta: dict[str, Any]) -> None:
+def restore_rng(
+    trainer_rng: np.random.Generator, generator: torch.Generator, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     """Set every random state that :func:`rng_state` captured."""
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.generator"])
@@ -248,7 +269,11 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         "env_kwargs": env_kwargs,
         "unsaved": unsaved,
         "seed": trainer.seed,
-        "counters": {"num_timesteps": trainer.num_timesteps, "iteration": trainer.iteration, "n_updates": trainer._n_updates},
+        "counters": {
+            "num_timesteps": trainer.num_timesteps,
+            "iteration": trainer.iteration,
+            "n_updates": trainer._n_updates,
+        },
         "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
         "optimizer": optimizer_meta,
         "rng": rng_meta,
@@ -262,7 +287,10 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
 
 def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``."""
-    counters = state.get("counters") or {"num_timesteps": state.get("num_timesteps", 0), "iteration": state.get("iteration", 0)}
+    counters = state.get("counters") or {
+        "num_timesteps": state.get("num_timesteps", 0),
+        "iteration": state.get("iteration", 0),
+    }
     trainer.num_timesteps, trainer.iteration = counters["num_timesteps"], counters["iteration"]
     trainer._n_updates = counters.get("n_updates", 0)
     if "optimizer" not in state:  # an archive from before resume support: weights only
@@ -278,7 +306,9 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
         loaded = {value.data_ptr() for name, value in trainer._reference.state_dict().items() if name in reference}
         untied = [name for name in missing if trainer._reference.state_dict()[name].data_ptr() not in loaded]
         if unexpected or untied:
-            raise CheckpointError(f"The saved reference policy does not fit the model: missing {missing}, unexpected {unexpected}.")
+            raise CheckpointError(
+                f"The saved reference policy does not fit the model: missing {missing}, unexpected {unexpected}."
+            )
     trainer.ep_info_buffer.extend(state["episodes"]["returns"])
     trainer.ep_len_buffer.extend(state["episodes"]["lengths"])
     trainer._load_extra_state(state["extra"])
@@ -308,7 +338,9 @@ class PeriodicCheckpoints:
         prefix: The file name prefix.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], minutes: float = 10.0, keep: int = 3, prefix: str = "checkpoint") -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], minutes: float = 10.0, keep: int = 3, prefix: str = "checkpoint"
+    ) -> None:
         if not minutes > 0 or not math.isfinite(minutes):
             raise ValueError(f"minutes: expected a finite positive number, got {minutes!r}.")
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
@@ -329,5 +361,9 @@ class PeriodicCheckpoints:
     def saved(self) -> list[Path]:
         """This prefix's checkpoints in the folder, oldest first (by step count)."""
         pattern = re.compile(rf"{re.escape(self.prefix)}_(\d+)_steps\.zip")
-        found = [(int(m.group(1)), p) for p in self.folder.glob(f"{self.prefix}_*_steps.zip") if (m := pattern.fullmatch(p.name))]
+        found = [
+            (int(m.group(1)), p)
+            for p in self.folder.glob(f"{self.prefix}_*_steps.zip")
+            if (m := pattern.fullmatch(p.name))
+        ]
         return [p for _, p in sorted(found)]

@@ -28,15 +28,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     kwargs = {"tokenizer": args.model}
     common = {"split": args.split, "n_episodes": args.episodes, "batch_size": args.episodes}
-    lm = evaluate(lambda envs, seed: GreedyLMAgent(args.model), args.env, kwargs, label=f"{args.model} greedy", **common)
+    lm = evaluate(
+        lambda envs, seed: GreedyLMAgent(args.model), args.env, kwargs, label=f"{args.model} greedy", **common
+    )
     copy = evaluate(lambda envs, seed: CopyPromptAgent(envs), args.env, kwargs, label="copy-prompt", **common)
     for mine, copied in zip(lm.episodes[0], copy.episodes[0], strict=True):
         print(f"\nprompt      : {mine['prompt']}")
         print(f"references  : {' | '.join(mine['references'])}")
         print(f"{lm.label:<12}: {mine['text']!r}  {_scores(mine['scores'])}")
         print(f"{'copy-prompt':<12}: {copied['text']!r}  {_scores(copied['scores'])}")
-    print(f"\nmean reward over {len(lm.episodes[0])} prompts of {args.env} ({args.split} split): "
-          f"{lm.label} {lm.metrics['reward']:.3f}, copy-prompt {copy.metrics['reward']:.3f}")
+    print(
+        f"\nmean reward over {len(lm.episodes[0])} prompts of {args.env} ({args.split} split): "
+        f"{lm.label} {lm.metrics['reward']:.3f}, copy-prompt {copy.metrics['reward']:.3f}"
+    )
 
 
 def _scores(scores: dict[str, float]) -> str:

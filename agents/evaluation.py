@@ -80,8 +80,15 @@ class Evaluation:
 
     def row(self, metric: str = "bleu") -> dict[str, Any]:
         """A flat report row: label, task, split, episodes, seeds and every metric."""
-        return {"agent": self.label, "task": self.task, "split": self.split, "episodes": len(self.episodes[0]),
-                "seeds": len(self.seeds), **self.metrics, f"{metric}_std": self.metrics_std.get(metric, 0.0)}
+        return {
+            "agent": self.label,
+            "task": self.task,
+            "split": self.split,
+            "episodes": len(self.episodes[0]),
+            "seeds": len(self.seeds),
+            **self.metrics,
+            f"{metric}_std": self.metrics_std.get(metric, 0.0),
+        }
 
     def samples(self, n: int = 3) -> list[tuple[str, str, float]]:
         """The first ``n`` ``(prompt, reply, reward)`` of the first seed."""
@@ -156,9 +163,16 @@ def play(
 def _episode(env: Any, index: int, info: dict[str, Any], terminated: bool) -> dict[str, Any]:
     ids = env.reply_ids()
     sample = env.task[index]
-    return {"index": index, "prompt": sample.prompt, "source": sample.source, "text": info["text"],
-            "references": list(sample.references), "scores": dict(info["scores"]),
-            "tokens": (ids[:-1] if terminated else ids).tolist(), "steps": len(ids)}
+    return {
+        "index": index,
+        "prompt": sample.prompt,
+        "source": sample.source,
+        "text": info["text"],
+        "references": list(sample.references),
+        "scores": dict(info["scores"]),
+        "tokens": (ids[:-1] if terminated else ids).tolist(),
+        "steps": len(ids),
+    }
 
 
 def score_episodes(episodes: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -240,8 +254,11 @@ def evaluate(
     result = Evaluation(label or type(current).__name__, env_id, task, split, played, metrics, stds, runs, seconds)
     if verbose:
         once = f"deterministic, played once (seed {played[0]})" if current.deterministic else f"seeds {played}"
-        print(f"[evaluate] {result.label}: {env_id} task {task!r}, split {split!r}, {len(indices)} prompts, {once}: "
-              f"bleu {metrics['bleu']:.3f}, reward {metrics.get('reward', float('nan')):.3f}", flush=True)
+        print(
+            f"[evaluate] {result.label}: {env_id} task {task!r}, split {split!r}, {len(indices)} prompts, {once}: "
+            f"bleu {metrics['bleu']:.3f}, reward {metrics.get('reward', float('nan')):.3f}",
+            flush=True,
+        )
     return result
 
 
@@ -270,15 +287,32 @@ def add_margins(rows: list[dict[str, Any]], metric: str = "bleu", trivial: Seque
 
 
 def lm_evaluations(
-    policy: Any, prefix: str, env_id: str, env_kwargs: Mapping[str, Any] | None, *, sampling: bool = True,
-    temperature: float = 1.0, seeds: Sequence[int] = (0,), **kwargs: Any,
+    policy: Any,
+    prefix: str,
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None,
+    *,
+    sampling: bool = True,
+    temperature: float = 1.0,
+    seeds: Sequence[int] = (0,),
+    **kwargs: Any,
 ) -> list[Evaluation]:
     """Evaluate a policy (an ``LMActorCritic``) greedily and, with ``sampling``, by sampling at ``temperature``.
 
     The rows are labelled ``"<prefix> greedy"`` and ``"<prefix> sampling"``; ``kwargs`` go to :func:`evaluate`.
     """
-    rows = [evaluate(lambda envs, seed: GreedyLMAgent(policy), env_id, env_kwargs, label=f"{prefix} greedy", seeds=seeds, **kwargs)]
+    rows = [
+        evaluate(
+            lambda envs, seed: GreedyLMAgent(policy),
+            env_id,
+            env_kwargs,
+            label=f"{prefix} greedy",
+            seeds=seeds,
+            **kwargs,
+        )
+    ]
     if sampling:
+
         def sampler(envs: list[gym.Env], seed: int) -> Agent:
             return SamplingLMAgent(policy, temperature=temperature, seed=seed)
 

@@ -54,9 +54,13 @@ class GRPOConfig(TrainerConfig):
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 2:
             raise ValueError(f"group_size: expected an int >= 2 (a group needs a baseline), got {self.group_size!r}.")
         if self.n_envs % self.group_size:
-            raise ValueError(f"n_envs must be a multiple of group_size, got n_envs={self.n_envs}, group_size={self.group_size}.")
+            raise ValueError(
+                f"n_envs must be a multiple of group_size, got n_envs={self.n_envs}, group_size={self.group_size}."
+            )
         if not self.clip_range > 0 or (self.clip_range_high is not None and not self.clip_range_high > 0):
-            raise ValueError(f"clip_range(_high): expected positive floats, got {self.clip_range!r}, {self.clip_range_high!r}.")
+            raise ValueError(
+                f"clip_range(_high): expected positive floats, got {self.clip_range!r}, {self.clip_range_high!r}."
+            )
         if self.beta < 0:
             raise ValueError(f"beta: expected a float >= 0, got {self.beta!r}.")
         if self.loss_type not in ("token", "sequence"):
@@ -109,7 +113,7 @@ class GRPO(TrainerBase):
             for start in range(0, len(batch), g):
                 if len(set(batch.indices[start : start + g])) != 1:
                     raise RuntimeError(
-                        f"expected the {g} envs of a group to draw one prompt, got indices {batch.indices[start:start + g]}: "
+                        f"expected the {g} envs of a group to draw one prompt, got indices {batch.indices[start : start + g]}: "
                         "the env's reset must pick its prompt from the seed alone."
                     )
         advantages = group_advantages(batch.returns.float(), g, self.config.scale_rewards)  # (B,)

@@ -33,8 +33,11 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int, checkpoint: Path | None, resume_hint: str) -> None:
         self.signum, self.checkpoint = signum, checkpoint
         name = signal.Signals(signum).name
-        where = f"the last complete step was saved to {checkpoint}; resume with {resume_hint}" if checkpoint else \
-            "no checkpoint was written (saving on interrupt was off); the trainer is at its last complete step"
+        where = (
+            f"the last complete step was saved to {checkpoint}; resume with {resume_hint}"
+            if checkpoint
+            else "no checkpoint was written (saving on interrupt was off); the trainer is at its last complete step"
+        )
         super().__init__(f"Training stopped by {name}: {where}.")
 
     @property
@@ -64,8 +67,11 @@ def catch_signals() -> Iterator[Stop]:
 
     def record(signum: int, frame: object) -> None:
         if stop.signum is None:
-            print(f"\n[{os.getpid()}] {signal.Signals(signum).name} received: finishing the current step, then saving "
-                  "a checkpoint.", flush=True)
+            print(
+                f"\n[{os.getpid()}] {signal.Signals(signum).name} received: finishing the current step, then saving "
+                "a checkpoint.",
+                flush=True,
+            )
         stop.signum = stop.signum or signum
 
     previous = {sig: signal.signal(sig, record) for sig in SIGNALS}

@@ -43,8 +43,10 @@ def _check_transformers(version: str = transformers.__version__) -> None:
     # accept the keyword silently and ignore it, so every "cached" step would see no past.
     major, minor = (int(part) for part in version.split(".")[:2])
     if (major, minor) < (5, 24):
-        raise ImportError(f"agents needs transformers>=5.24 (the `cache=` argument), got {version}; "
-                          "run `pip install -U 'transformers>=5.24,<6'`.")
+        raise ImportError(
+            f"agents needs transformers>=5.24 (the `cache=` argument), got {version}; "
+            "run `pip install -U 'transformers>=5.24,<6'`."
+        )
 
 
 _check_transformers()
@@ -179,7 +181,9 @@ class LMActorCritic(nn.Module):
         for known in {id(t): t for t in (tokenizer, self.tokenizer) if t is not None}.values():
             check_compatible(self.lm, known)
             if len(known) > num_actions:
-                raise ValueError(f"Expected a tokenizer of at most {num_actions} tokens for Discrete({num_actions}), got {len(known)}.")
+                raise ValueError(
+                    f"Expected a tokenizer of at most {num_actions} tokens for Discrete({num_actions}), got {len(known)}."
+                )
         context = getattr(self.lm.config, "max_position_embeddings", None)
         if sequence_length is not None and isinstance(context, int) and sequence_length > context:
             raise ValueError(
@@ -210,9 +214,7 @@ class LMActorCritic(nn.Module):
         input_ids, attention_mask = input_ids.long(), attention_mask.long()
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, input_ids.shape[1])
-        actor_past, critic_past = (
-            cache if self.critic_trunk is not None and cache else (cache, None)
-        )
+        actor_past, critic_past = cache if self.critic_trunk is not None and cache else (cache, None)
         kwargs = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
         out = self._decoder()(input_ids=input_ids, cache=actor_past, **kwargs)
         actor_hidden = out.last_hidden_state  # (B, T, H)
@@ -247,9 +249,7 @@ class LMActorCritic(nn.Module):
             use_cache: Return the updated cache in ``LMOutput.cache``.
             logits_to_keep: Keep only the last this many positions (0: all).
         """
-        actor_hidden, critic_hidden, past = self.trunk(
-            input_ids, attention_mask, cache, position_ids, use_cache
-        )
+        actor_hidden, critic_hidden, past = self.trunk(input_ids, attention_mask, cache, position_ids, use_cache)
         if logits_to_keep:
             actor_hidden, critic_hidden = actor_hidden[:, -logits_to_keep:], critic_hidden[:, -logits_to_keep:]
         logits, values = self.heads(actor_hidden, critic_hidden)

@@ -167,7 +167,9 @@ def repeat_cache(cache: Any, repeats: int) -> Any:
     return cache
 
 
-def masked_log_softmax_gather(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, vocab_limit: int) -> torch.Tensor:
+def masked_log_softmax_gather(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float, vocab_limit: int
+) -> torch.Tensor:
     """Log-probs of ``tokens`` under ``softmax(logits / temperature)`` over the real vocabulary.
 
     Args:
@@ -190,7 +192,9 @@ def env_attributes(envs: VectorEnv) -> EnvSpec:
     if get is None:
         raise TypeError(f"expected a gymnasium.vector.VectorEnv of TextGen envs, got {type(envs).__name__}.")
     try:
-        values = {name: int(get(name)[0]) for name in ("eos_token_id", "pad_token_id", "max_new_tokens", "max_prompt_tokens")}
+        values = {
+            name: int(get(name)[0]) for name in ("eos_token_id", "pad_token_id", "max_new_tokens", "max_prompt_tokens")
+        }
         # action_masks() marks the real tokens, a prefix of the ids (get_attr would call a tokenizer).
         vocab_limit = int(np.asarray(envs.call("action_masks")[0]).sum())
     except AttributeError as error:
@@ -243,7 +247,9 @@ def make_vec_env(
     if callable(env):
         fns = [env] * n_envs
         return SyncVectorEnv(fns) if vectorization_mode == "sync" else gym.vector.AsyncVectorEnv(fns)
-    raise TypeError(f"env: expected an env id, a gymnasium Env, a VectorEnv or an env factory, got {type(env).__name__}.")
+    raise TypeError(
+        f"env: expected an env id, a gymnasium Env, a VectorEnv or an env factory, got {type(env).__name__}."
+    )
 
 
 def _env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
@@ -328,7 +334,9 @@ def collect_rollout(
     final_infos: list[dict[str, Any]] = [{} for _ in range(num_envs)]
     has_values = False
 
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    )
     mask = prompt_mask
     step_ids, step_positions, cache = prompt_ids, position_ids_from_mask(prompt_mask), None
     share = shared_prompt_groups(prompt_ids, prompt_mask, group_size)
@@ -336,8 +344,12 @@ def collect_rollout(
         rows = slice(None, None, group_size) if share and t == 0 else slice(None)  # one prompt per group
         with autocast:
             out = model(
-                input_ids=step_ids[rows], attention_mask=mask[rows], cache=cache,
-                position_ids=step_positions[rows], use_cache=True, logits_to_keep=1,
+                input_ids=step_ids[rows],
+                attention_mask=mask[rows],
+                cache=cache,
+                position_ids=step_positions[rows],
+                use_cache=True,
+                logits_to_keep=1,
             )
         cache = out.cache
         out_logits, out_values = out.logits, _values(out)
@@ -401,7 +413,6 @@ def collect_rollout(
     )
 
 
-
 def score_tokens(
     model: ActorCritic,
     batch: RolloutBatch,
@@ -431,7 +442,12 @@ def score_tokens(
     if logits is None:
         mask = batch.attention_mask  # (B, Lp + T)
         # Only the T + 1 last positions: the (L, V) projection of prompt positions is never needed.
-        out = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), logits_to_keep=t + 1)
+        out = model(
+            input_ids=batch.input_ids,
+            attention_mask=mask,
+            position_ids=position_ids_from_mask(mask),
+            logits_to_keep=t + 1,
+        )
         logits, values = out.logits[:, :-1], _values(out)  # (B, T, V): column t predicts reply token t
         values = values[:, :-1] if values is not None else None
     logprobs = masked_log_softmax_gather(logits, batch.response_ids, temperature, vocab_limit)  # (B, T)
@@ -442,13 +458,18 @@ def score_tokens(
     return logprobs, values, entropy
 
 
-def _score_shared_prompts(model: ActorCritic, batch: RolloutBatch, group_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _score_shared_prompts(
+    model: ActorCritic, batch: RolloutBatch, group_size: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Prompt once per group (with its cache repeated), then all replies: ``(B, T, V)``, ``(B, T)``."""
     firsts = slice(None, None, group_size)
     prompt_mask = batch.prompt_mask[firsts]  # (n, Lp)
     head = model(
-        input_ids=batch.prompt_ids[firsts], attention_mask=prompt_mask, position_ids=position_ids_from_mask(prompt_mask),
-        use_cache=True, logits_to_keep=1,
+        input_ids=batch.prompt_ids[firsts],
+        attention_mask=prompt_mask,
+        position_ids=position_ids_from_mask(prompt_mask),
+        use_cache=True,
+        logits_to_keep=1,
     )
     cache = getattr(head, "cache", None)
     if cache is None:  # e.g. gradient checkpointing turns the cache off: score rows whole instead
@@ -456,7 +477,9 @@ def _score_shared_prompts(model: ActorCritic, batch: RolloutBatch, group_size: i
     cache = repeat_cache(cache, group_size)
     replies = batch.response_ids[:, :-1]  # (B, T - 1): each predicts the next reply token
     mask = batch.attention_mask[:, :-1]  # (B, Lp + T - 1)
-    positions = batch.prompt_mask.sum(1, keepdim=True) + torch.arange(replies.shape[1], device=replies.device)  # (B, T - 1)
+    positions = batch.prompt_mask.sum(1, keepdim=True) + torch.arange(
+        replies.shape[1], device=replies.device
+    )  # (B, T - 1)
     tail = model(input_ids=replies, attention_mask=mask, cache=cache, position_ids=positions, use_cache=True)
     logits = torch.cat([head.logits.repeat_interleave(group_size, 0), tail.logits], dim=1)  # (B, T, V)
     values = _values(head)

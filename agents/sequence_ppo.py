@@ -92,7 +92,9 @@ class AdaptiveKLController:
         self.value *= 1.0 + error * n_episodes / self.horizon
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over reply tokens (Schulman et al. 2016).
 
     Episodes end at their last real token (no bootstrap after it).
@@ -157,7 +159,9 @@ class SequencePPO(TrainerBase):
 
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
         if batch.values is None:
-            raise ValueError("expected rollout values from a value head, got none: build the policy with critic='shared'.")
+            raise ValueError(
+                "expected rollout values from a value head, got none: build the policy with critic='shared'."
+            )
         cfg, mask = self.config, batch.response_mask.float()
         kl = torch.zeros_like(batch.logprobs)
         if cfg.kl_coef > 0:

@@ -59,8 +59,14 @@ def reference_batch(env: Any, indices: list[int], rng: np.random.Generator, devi
         response_ids[row, : len(reply)] = torch.as_tensor(reply)
         response_mask[row, : len(reply)] = 1
     zeros = torch.zeros(b, width_r)
-    return RolloutBatch(prompt_ids.to(device), prompt_mask.to(device), response_ids.to(device), response_mask.to(device),
-                        logprobs=zeros.to(device), rewards=zeros.to(device))
+    return RolloutBatch(
+        prompt_ids.to(device),
+        prompt_mask.to(device),
+        response_ids.to(device),
+        response_mask.to(device),
+        logprobs=zeros.to(device),
+        rewards=zeros.to(device),
+    )
 
 
 def teacher_forcing(
@@ -103,8 +109,12 @@ def teacher_forcing(
     """
     if total_tokens is None and max_seconds is None:
         raise ValueError("Expected total_tokens or max_seconds (or both) to bound the warm start, got neither.")
-    for name, value in (("total_tokens", total_tokens), ("max_seconds", max_seconds), ("learning_rate", learning_rate),
-                        ("batch_size", batch_size)):
+    for name, value in (
+        ("total_tokens", total_tokens),
+        ("max_seconds", max_seconds),
+        ("learning_rate", learning_rate),
+        ("batch_size", batch_size),
+    ):
         if value is not None and (isinstance(value, bool) or not np.isfinite(value) or value <= 0):
             raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
     rng = np.random.default_rng(seed)
@@ -114,7 +124,9 @@ def teacher_forcing(
     order: list[int] = []
     seen, rows, start = 0, [], time.process_time()
     model.train()
-    while (total_tokens is None or seen < total_tokens) and (max_seconds is None or time.process_time() - start < max_seconds):
+    while (total_tokens is None or seen < total_tokens) and (
+        max_seconds is None or time.process_time() - start < max_seconds
+    ):
         if len(order) < batch_size:
             order += rng.permutation(len(env.task)).tolist()
         indices, order = order[:batch_size], order[batch_size:]
@@ -128,8 +140,14 @@ def teacher_forcing(
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
         seen += int(mask.sum())
-        rows.append({"supervised/loss": loss.item(), "supervised/tokens": float(seen), "supervised/grad_norm": float(grad_norm),
-                     "supervised/cpu_seconds": time.process_time() - start})
+        rows.append(
+            {
+                "supervised/loss": loss.item(),
+                "supervised/tokens": float(seen),
+                "supervised/grad_norm": float(grad_norm),
+                "supervised/cpu_seconds": time.process_time() - start,
+            }
+        )
         if on_step is not None:
             on_step(rows[-1])
     model.eval()

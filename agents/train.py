@@ -94,7 +94,9 @@ def parse_reward(text: str) -> str | dict[str, float]:
         try:
             weights[name] = float(weight)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}"
+            ) from None
     return weights
 
 
@@ -108,35 +110,65 @@ def _positive_int(text: str) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="TextGen-v0", help="registered env id")
-    parser.add_argument("--task", type=parse_task, default=None,
-                        help="task name, .jsonl file, or split=file,... (default: the env's own task)")
+    parser.add_argument(
+        "--task",
+        type=parse_task,
+        default=None,
+        help="task name, .jsonl file, or split=file,... (default: the env's own task)",
+    )
     parser.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
     parser.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
     parser.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
-    parser.add_argument("--reward", type=parse_reward, default="bleu",
-                        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight")
+    parser.add_argument(
+        "--reward",
+        type=parse_reward,
+        default="bleu",
+        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
+    )
     parser.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
-    parser.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
-    parser.add_argument("--prompt-truncation", choices=["error", "left"], default=None, help="default: the env's (error)")
-    parser.add_argument("--warm-start-tokens", type=int, default=0,
-                        help="teacher forcing on this many train-split reference tokens before RL (0: none)")
+    parser.add_argument(
+        "--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)"
+    )
+    parser.add_argument(
+        "--prompt-truncation", choices=["error", "left"], default=None, help="default: the env's (error)"
+    )
+    parser.add_argument(
+        "--warm-start-tokens",
+        type=int,
+        default=0,
+        help="teacher forcing on this many train-split reference tokens before RL (0: none)",
+    )
     parser.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
     parser.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
     parser.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
     parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--n-epochs", type=int, default=None, help="default: the trainer's")
     parser.add_argument("--batch-size", type=int, default=None, help="episodes per optimizer step")
-    parser.add_argument("--micro-batch-size", type=int, default=None, help="episodes per forward (gradient accumulation)")
+    parser.add_argument(
+        "--micro-batch-size", type=int, default=None, help="episodes per forward (gradient accumulation)"
+    )
     parser.add_argument("--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    parser.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip; -1: the whole split)")
+    parser.add_argument(
+        "--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip; -1: the whole split)"
+    )
     parser.add_argument("--eval-split", default="test")
-    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)")
-    parser.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="how many periodic checkpoints to keep")
-    parser.add_argument("--resume", default=None, metavar="PATH",
-                        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens")
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
+    )
+    parser.add_argument(
+        "--keep-checkpoints", type=_positive_int, default=3, help="how many periodic checkpoints to keep"
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens",
+    )
     parser.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -159,7 +191,11 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
     policy_kwargs: dict[str, Any] = {"model": args.model}
     if args.lora:
         policy_kwargs["lora"] = {"r": args.lora, "lora_alpha": 2 * args.lora}
-    kwargs: dict[str, Any] = {"learning_rate": args.learning_rate, "n_envs": args.n_envs, "temperature": args.temperature}
+    kwargs: dict[str, Any] = {
+        "learning_rate": args.learning_rate,
+        "n_envs": args.n_envs,
+        "temperature": args.temperature,
+    }
     for name in ("n_epochs", "batch_size", "micro_batch_size"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
@@ -170,8 +206,14 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
     elif args.kl is not None:
         kwargs["kl_coef"] = args.kl
     return ALGOS[args.algo](
-        args.model, args.env, policy_kwargs=policy_kwargs, env_kwargs=env_kwargs_of(args), seed=args.seed,
-        device=args.device, accelerator=accelerator, **kwargs,
+        args.model,
+        args.env,
+        policy_kwargs=policy_kwargs,
+        env_kwargs=env_kwargs_of(args),
+        seed=args.seed,
+        device=args.device,
+        accelerator=accelerator,
+        **kwargs,
     )
 
 
@@ -189,7 +231,9 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     names = ["bleu", "margin", "chrf", "reward", "length"]
     lines = ["| agent | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for row in rows:
-        cells = [f"{row[n]:+.3f}" if n == "margin" else f"{row[n]:.3f}" if n != "length" else f"{row[n]:.1f}" for n in names]
+        cells = [
+            f"{row[n]:+.3f}" if n == "margin" else f"{row[n]:.3f}" if n != "length" else f"{row[n]:.1f}" for n in names
+        ]
         lines.append(f"| {row['agent']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -231,15 +275,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         evaluations += evaluate_policy("supervised")[:1]
     checkpoints = None
     if args.checkpoint_minutes > 0 and is_main:
-        checkpoints = PeriodicCheckpoints(out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo)
+        checkpoints = PeriodicCheckpoints(
+            out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo
+        )
     try:
-        trainer.learn(args.steps, progress_bar=not args.no_progress, reset_num_timesteps=not args.resume,
-                      checkpoint_on_interrupt=out / "interrupted.zip" if is_main else None, checkpoints=checkpoints)
+        trainer.learn(
+            args.steps,
+            progress_bar=not args.no_progress,
+            reset_num_timesteps=not args.resume,
+            checkpoint_on_interrupt=out / "interrupted.zip" if is_main else None,
+            checkpoints=checkpoints,
+        )
     except TrainingInterrupted as stop:
         if is_main and stop.checkpoint is not None:
             remaining = max(args.steps - (trainer.num_timesteps - start_steps), 1)
-            print(f"\n{stop}\nResume with:\n  python -m agents.train --resume {stop.checkpoint} --algo {args.algo} "
-                  f"--steps {remaining} --out {out}", flush=True)
+            print(
+                f"\n{stop}\nResume with:\n  python -m agents.train --resume {stop.checkpoint} --algo {args.algo} "
+                f"--steps {remaining} --out {out}",
+                flush=True,
+            )
         raise SystemExit(stop.exit_code) from None
     finally:
         _end_distributed(accelerator)
@@ -250,15 +304,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if rows:
         add_margins(rows)
     task = env_kwargs.get("task", gym.spec(env_id).kwargs.get("task"))
-    results = {"args": vars(args), "env": env_id, "task": task, "split": args.eval_split, "train_seconds": train_seconds,
-               "train_tokens": trainer.num_timesteps, "rows": rows, "samples": {e.label: e.samples() for e in evaluations},
-               "history": trainer.history, "supervised_history": trainer.supervised_history}
+    results = {
+        "args": vars(args),
+        "env": env_id,
+        "task": task,
+        "split": args.eval_split,
+        "train_seconds": train_seconds,
+        "train_tokens": trainer.num_timesteps,
+        "rows": rows,
+        "samples": {e.label: e.samples() for e in evaluations},
+        "history": trainer.history,
+        "supervised_history": trainer.supervised_history,
+    }
     if is_main:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
         if rows:
-            print(f"\n{args.algo} on {env_id}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
-                  f"{train_seconds:.0f} s; held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; "
-                  "margin = BLEU minus the best of untrained and copy-prompt:\n")
+            print(
+                f"\n{args.algo} on {env_id}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
+                f"{train_seconds:.0f} s; held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; "
+                "margin = BLEU minus the best of untrained and copy-prompt:\n"
+            )
             print(results_table(rows))
             for prompt, text, reward in evaluations[-1].samples():
                 print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")

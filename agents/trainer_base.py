@@ -111,7 +111,11 @@ class TrainerBase:
         self.env_spec: EnvSpec | None = None
         if env is not None:
             self.set_env(env)
-        self.bf16 = self.config.bf16 if self.config.bf16 is not None else (self.device.type == "cuda" and torch.cuda.is_bf16_supported())
+        self.bf16 = (
+            self.config.bf16
+            if self.config.bf16 is not None
+            else (self.device.type == "cuda" and torch.cuda.is_bf16_supported())
+        )
         self.autocast_dtype = torch.bfloat16 if self.bf16 else None
         if not self.uses_critic:  # no gradient would reach the critic (and DDP rejects unused parameters)
             for module in (self.policy.value_head, self.policy.critic_trunk):
@@ -213,7 +217,11 @@ class TrainerBase:
         del tb_log_name
         if self.env is None:
             raise ValueError("expected an env to learn on, got None: pass one to the constructor or call set_env(env).")
-        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, (int, np.integer))
+            or total_timesteps < 1
+        ):
             raise ValueError(f"total_timesteps: expected a positive int (tokens to generate), got {total_timesteps!r}.")
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
@@ -281,10 +289,14 @@ class TrainerBase:
         from agents.supervised import teacher_forcing
 
         if self.accelerator is not None:
-            raise ValueError("warm_start runs in one process; got an accelerator. Warm-start first, save, then launch RL.")
+            raise ValueError(
+                "warm_start runs in one process; got an accelerator. Warm-start first, save, then launch RL."
+            )
         sub_envs = getattr(self.env, "envs", None)
         if not sub_envs:
-            raise TypeError(f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}.")
+            raise TypeError(
+                f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}."
+            )
 
         def log(row: dict[str, float]) -> None:
             for key, value in row.items():
@@ -292,10 +304,18 @@ class TrainerBase:
             self.logger.dump(step=int(row["supervised/tokens"]))
 
         rows = teacher_forcing(
-            self.policy, sub_envs[0].unwrapped, total_tokens=total_tokens, max_seconds=max_seconds, learning_rate=learning_rate,
-            batch_size=batch_size, max_grad_norm=self.config.max_grad_norm, temperature=self.config.temperature,
-            seed=int(self._np_random.integers(2**31)), device=self.device,
-            autocast=self._autocast if self.autocast_dtype is not None else None, on_step=log,
+            self.policy,
+            sub_envs[0].unwrapped,
+            total_tokens=total_tokens,
+            max_seconds=max_seconds,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_grad_norm=self.config.max_grad_norm,
+            temperature=self.config.temperature,
+            seed=int(self._np_random.integers(2**31)),
+            device=self.device,
+            autocast=self._autocast if self.autocast_dtype is not None else None,
+            on_step=log,
         )
         self.supervised_history += rows
         return rows
@@ -412,7 +432,10 @@ class TrainerBase:
             order = (torch.randperm(n // unit, generator=cpu_gen)[:, None] * unit + torch.arange(unit)).flatten()
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
-                norm = {"tokens": float(batch.response_mask[rows.to(self.device)].sum().clamp(min=1)), "episodes": float(len(rows))}
+                norm = {
+                    "tokens": float(batch.response_mask[rows.to(self.device)].sum().clamp(min=1)),
+                    "episodes": float(len(rows)),
+                }
                 self.optimizer.zero_grad(set_to_none=True)
                 for part in rows.split(micro):
                     loss, info = self._loss(batch.select(part), norm)
@@ -446,7 +469,9 @@ class TrainerBase:
         """Hook: stop the epochs early (SB3's ``target_kl``)."""
         return False
 
-    def _score(self, batch: RolloutBatch, model: Any = None, with_values: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _score(
+        self, batch: RolloutBatch, model: Any = None, with_values: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """One forward over prompt + reply: log-probs ``(B, T)``, values ``(B, T)`` or None, entropy ``(B, T)``."""
         with self._autocast():
             return score_tokens(
@@ -503,7 +528,9 @@ class TrainerBase:
         self.ep_info_buffer.extend(batch.returns.tolist())
         self.ep_len_buffer.extend(batch.lengths.tolist())
 
-    def _log_iteration(self, batch: RolloutBatch, stats: dict[str, float], rollout_s: float, update_s: float, start_steps: int) -> None:
+    def _log_iteration(
+        self, batch: RolloutBatch, stats: dict[str, float], rollout_s: float, update_s: float, start_steps: int
+    ) -> None:
         elapsed = max(time.perf_counter() - self._start_time, 1e-9)
         tokens = int(batch.lengths.sum())
         row = {
@@ -570,12 +597,17 @@ class TrainerBase:
             return target
         state, tensors, unsaved = trainer_state(self)
         if unsaved:
-            warnings.warn(f"{type(self).__name__}.save({str(target)!r}) cannot store {', '.join(unsaved)}; "
-                          "pass them again to load().", stacklevel=2)
+            warnings.warn(
+                f"{type(self).__name__}.save({str(target)!r}) cannot store {', '.join(unsaved)}; "
+                "pass them again to load().",
+                stacklevel=2,
+            )
         return write_archive(target, self.policy, state, tensors)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> TrainerBase:
+    def load(
+        cls, path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any
+    ) -> TrainerBase:
         """Rebuild a trainer saved by :meth:`save`, ready to ``learn(..., reset_num_timesteps=False)``.
 
         Args:
@@ -593,9 +625,13 @@ class TrainerBase:
         target = archive_path(path)
         model, state, tensors = read_archive(target, resolve_device(device))
         if state["class"] != cls.__name__:
-            raise CheckpointError(f"{target}: expected a saved {cls.__name__}, got a saved {state['class']}; use {state['class']}.load.")
+            raise CheckpointError(
+                f"{target}: expected a saved {cls.__name__}, got a saved {state['class']}; use {state['class']}.load."
+            )
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        config = {k: schedule_from_json(v) if k == "learning_rate" else v for k, v in state["config"].items() if v is not None}
+        config = {
+            k: schedule_from_json(v) if k == "learning_rate" else v for k, v in state["config"].items() if v is not None
+        }
         config.update({k: v for k, v in kwargs.items() if k in fields})
         others = {k: v for k, v in kwargs.items() if k not in fields}
         env_kwargs = {**state.get("env_kwargs", {}), **(others.pop("env_kwargs", None) or {})}
@@ -607,19 +643,23 @@ class TrainerBase:
         return trainer
 
 
-def _check_resumable(target: Path, state: dict[str, Any], config: dict[str, Any], env_kwargs: dict[str, Any], env: Any) -> None:
+def _check_resumable(
+    target: Path, state: dict[str, Any], config: dict[str, Any], env_kwargs: dict[str, Any], env: Any
+) -> None:
     """Refuse, with the fix, a load that would silently train with other settings than the saved run."""
     missing = []
     for item in state.get("unsaved", []):
         name = item.split("=", 1)[0]
         if name.startswith("env_kwargs["):
-            key = name[len("env_kwargs['"):-2]
+            key = name[len("env_kwargs['") : -2]
             if key not in env_kwargs and env is None:
                 missing.append(f"env_kwargs={{{key!r}: ...}} (it was {item.split('=', 1)[1]})")
         elif name not in config:
             missing.append(f"{name}=... (it was {item.split('=', 1)[1]})")
     if missing:
-        raise CheckpointError(f"{target} was saved with settings that cannot be stored; pass {', '.join(missing)} to load().")
+        raise CheckpointError(
+            f"{target} was saved with settings that cannot be stored; pass {', '.join(missing)} to load()."
+        )
     tokenizer = env_kwargs.get("tokenizer")
     if isinstance(tokenizer, str):
         from text_gym.tokenization import TOKENIZER_PRESETS

@@ -17,7 +17,15 @@ __all__ = ["TokenProgressBar", "TrainerConfig", "build_actor_critic", "resolve_d
 Schedule = Callable[[float], float]
 
 # LMActorCritic options that may ride in policy_kwargs (LMPolicy's own extras are ignored here).
-_ACTOR_CRITIC_KWARGS = ("lora", "gradient_checkpointing", "critic", "critic_layers", "dtype", "tokenizer", "disable_dropout")
+_ACTOR_CRITIC_KWARGS = (
+    "lora",
+    "gradient_checkpointing",
+    "critic",
+    "critic_layers",
+    "dtype",
+    "tokenizer",
+    "disable_dropout",
+)
 
 
 @dataclasses.dataclass
@@ -77,7 +85,9 @@ class TokenProgressBar(BaseCallback):
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="tok", dynamic_ncols=True)
+        self._bar = tqdm(
+            total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="tok", dynamic_ncols=True
+        )
         self._seen = self.model.num_timesteps
 
     def _on_step(self) -> bool:
@@ -109,8 +119,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if resolved.index is not None and resolved.index >= count or count == 0:
-            raise ValueError(f"device: expected an available device, got {device!r}, but this machine has {count} CUDA "
-                             "device(s); use device='auto' or 'cpu'.")
+            raise ValueError(
+                f"device: expected an available device, got {device!r}, but this machine has {count} CUDA "
+                "device(s); use device='auto' or 'cpu'."
+            )
     elif resolved.type not in ("cpu", "meta") and not getattr(torch, resolved.type, None):
         raise ValueError(f"device: expected an available device, got {device!r}.")
     return resolved

@@ -29,7 +29,9 @@ class Args:
     num_envs: list = field(default_factory=lambda: [1, 64], metadata={"help": "vector sizes to measure"})
     shapings: list = field(default_factory=lambda: ["sparse", "delta"], metadata={"help": "reward shapings"})
     seconds: float = field(default=5.0, metadata={"help": "wall time per configuration"})
-    lm: str = field(default="smollm2-135m", metadata={"help": "model whose generate() step is the yardstick; '' to skip"})
+    lm: str = field(
+        default="smollm2-135m", metadata={"help": "model whose generate() step is the yardstick; '' to skip"}
+    )
     out: str = field(default="benchmarks/results", metadata={"help": "folder for env_throughput.json/.md"})
     quick: bool = field(default=False, metadata={"help": "tiny tokenizer and model, 1 s per configuration"})
 
@@ -42,7 +44,9 @@ class Args:
 
 def steps_per_second(args: Args, num_envs: int, shaping: str) -> float:
     """Run a random agent on a sync vector env for ``args.seconds``; return env steps per second."""
-    envs = gym.make_vec(args.env_id, num_envs=num_envs, vectorization_mode="sync", tokenizer=args.tokenizer, reward_shaping=shaping)
+    envs = gym.make_vec(
+        args.env_id, num_envs=num_envs, vectorization_mode="sync", tokenizer=args.tokenizer, reward_shaping=shaping
+    )
     rng = np.random.default_rng(0)
     n = int(envs.single_action_space.n)
     envs.reset(seed=0)

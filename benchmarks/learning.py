@@ -39,8 +39,21 @@ from agents.evaluation import add_margins, lm_evaluations, trivial_evaluations
 from agents.grpo import GRPO
 from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
 
-COLUMNS = ["env", "task", "split", "agent", "bleu", "margin", "chrf", "reward", "length", "train CPU-minutes", "train tokens", "episodes",
-           "example"]
+COLUMNS = [
+    "env",
+    "task",
+    "split",
+    "agent",
+    "bleu",
+    "margin",
+    "chrf",
+    "reward",
+    "length",
+    "train CPU-minutes",
+    "train tokens",
+    "episodes",
+    "example",
+]
 
 
 @dataclass
@@ -48,13 +61,18 @@ class Args:
     """Arguments of the learning benchmark."""
 
     model: str = field(default="smollm2-135m", metadata={"help": "model preset (also the env's tokenizer)"})
-    tasks: list = field(default_factory=lambda: ["TextGen-v0", "TextGen-Translate-v0", "TextGen-Copy-v0"],
-                        metadata={"help": "env ids"})
+    tasks: list = field(
+        default_factory=lambda: ["TextGen-v0", "TextGen-Translate-v0", "TextGen-Copy-v0"], metadata={"help": "env ids"}
+    )
     task: str = field(default="", metadata={"help": "a task name or .jsonl file for every env id ('' : the env's own)"})
-    reward: str = field(default="bleu", metadata={"help": "training reward: a name, or name=weight,... (bleu=1,source-bleu=-0.5)"})
+    reward: str = field(
+        default="bleu", metadata={"help": "training reward: a name, or name=weight,... (bleu=1,source-bleu=-0.5)"}
+    )
     max_new_tokens: int = field(default=0, metadata={"help": "reply budget (0: the env's default)"})
     minutes: float = field(default=20.0, metadata={"help": "CPU-minutes of training per arm (RL-only; supervised+RL)"})
-    sft_minutes: float = field(default=5.0, metadata={"help": "CPU-minutes of the supervised warm start, part of --minutes"})
+    sft_minutes: float = field(
+        default=5.0, metadata={"help": "CPU-minutes of the supervised warm start, part of --minutes"}
+    )
     sft_learning_rate: float = field(default=5e-5, metadata={"help": "AdamW step size of the warm start"})
     n_envs: int = field(default=16, metadata={"help": "episodes per iteration"})
     group_size: int = field(default=4, metadata={"help": "GRPO replies per prompt"})
@@ -63,7 +81,9 @@ class Args:
     beta: float = field(default=0.0, metadata={"help": "GRPO KL coefficient to the reference (0: none)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of GRPO's rollouts"})
     lora: int = field(default=0, metadata={"help": "LoRA rank (0: train all weights)"})
-    eval_episodes: int = field(default=0, metadata={"help": "held-out prompts per evaluation (0: the whole test split)"})
+    eval_episodes: int = field(
+        default=0, metadata={"help": "held-out prompts per evaluation (0: the whole test split)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the trainers"})
     threads: int = field(default=1, metadata={"help": "torch threads (1: CPU time equals wall time)"})
     name: str = field(default="learning", metadata={"help": "output file stem: <name>.json/.md/.png"})
@@ -77,7 +97,9 @@ class Args:
             self.minutes, self.sft_minutes, self.learning_rate, self.sft_learning_rate = 0.2, 0.05, 1e-2, 1e-2
             self.eval_episodes, self.n_envs, self.group_size, self.save = 16, 16, 4, ""
         if not self.minutes > 0 or not 0 < self.sft_minutes < self.minutes:
-            raise ValueError(f"expected minutes > 0 and 0 < sft_minutes < minutes, got {self.minutes} and {self.sft_minutes}.")
+            raise ValueError(
+                f"expected minutes > 0 and 0 < sft_minutes < minutes, got {self.minutes} and {self.sft_minutes}."
+            )
         if not self.tasks:
             raise ValueError("tasks: expected at least one env id, got none.")
 
@@ -110,9 +132,20 @@ def env_kwargs_of(args: Args) -> dict[str, Any]:
 
 def make_trainer(args: Args, env_id: str) -> GRPO:
     policy_kwargs = {"lora": {"r": args.lora, "lora_alpha": 2 * args.lora}} if args.lora else {}
-    return GRPO(args.model, env_id, env_kwargs=env_kwargs_of(args), policy_kwargs=policy_kwargs, n_envs=args.n_envs,
-                group_size=args.group_size, batch_size=min(args.batch_size, args.n_envs), learning_rate=args.learning_rate,
-                beta=args.beta, temperature=args.temperature, seed=args.seed, verbose=0)
+    return GRPO(
+        args.model,
+        env_id,
+        env_kwargs=env_kwargs_of(args),
+        policy_kwargs=policy_kwargs,
+        n_envs=args.n_envs,
+        group_size=args.group_size,
+        batch_size=min(args.batch_size, args.n_envs),
+        learning_rate=args.learning_rate,
+        beta=args.beta,
+        temperature=args.temperature,
+        seed=args.seed,
+        verbose=0,
+    )
 
 
 def run_task(args: Args, env_id: str) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
@@ -124,8 +157,15 @@ def run_task(args: Args, env_id: str) -> tuple[list[dict[str, Any]], dict[str, l
     def record(evaluation: Any, seconds: float = 0.0, tokens: int = 0) -> None:
         row = evaluation.row()
         prompt, text, _ = evaluation.samples(1)[0]
-        rows.append({"env": env_id, **row, "train CPU-minutes": seconds / 60, "train tokens": tokens,
-                     "example": f"{prompt!r} -> {text!r}"})
+        rows.append(
+            {
+                "env": env_id,
+                **row,
+                "train CPU-minutes": seconds / 60,
+                "train tokens": tokens,
+                "example": f"{prompt!r} -> {text!r}",
+            }
+        )
 
     trainer = make_trainer(args, env_id)
     record(lm_evaluations(trainer.policy, "untrained", env_id, kwargs, sampling=False, **common)[0])
@@ -134,23 +174,34 @@ def run_task(args: Args, env_id: str) -> tuple[list[dict[str, Any]], dict[str, l
 
     start = time.process_time()
     trainer.learn(10**9, callback=CPUBudget(args.minutes * 60))
-    record(lm_evaluations(trainer.policy, "RL-only", env_id, kwargs, sampling=False, **common)[0],
-           time.process_time() - start, trainer.num_timesteps)
+    record(
+        lm_evaluations(trainer.policy, "RL-only", env_id, kwargs, sampling=False, **common)[0],
+        time.process_time() - start,
+        trainer.num_timesteps,
+    )
     curves["RL-only"] = [r["rollout/batch_rew_mean"] for r in trainer.history]
     _save(args, trainer, env_id, "rl")
     del trainer
     gc.collect()
 
     trainer = make_trainer(args, env_id)
-    trainer.warm_start(max_seconds=args.sft_minutes * 60, learning_rate=args.sft_learning_rate, batch_size=args.batch_size)
+    trainer.warm_start(
+        max_seconds=args.sft_minutes * 60, learning_rate=args.sft_learning_rate, batch_size=args.batch_size
+    )
     sft_seconds = trainer.supervised_history[-1]["supervised/cpu_seconds"]
-    record(lm_evaluations(trainer.policy, "supervised", env_id, kwargs, sampling=False, **common)[0],
-           sft_seconds, int(trainer.supervised_history[-1]["supervised/tokens"]))
+    record(
+        lm_evaluations(trainer.policy, "supervised", env_id, kwargs, sampling=False, **common)[0],
+        sft_seconds,
+        int(trainer.supervised_history[-1]["supervised/tokens"]),
+    )
     _save(args, trainer, env_id, "sft")
     start = time.process_time()  # the evaluation above is not training: the RL budget is what the warm start left
     trainer.learn(10**9, callback=CPUBudget(args.minutes * 60 - sft_seconds))
-    record(lm_evaluations(trainer.policy, "supervised+RL", env_id, kwargs, sampling=False, **common)[0],
-           sft_seconds + time.process_time() - start, trainer.num_timesteps)
+    record(
+        lm_evaluations(trainer.policy, "supervised+RL", env_id, kwargs, sampling=False, **common)[0],
+        sft_seconds + time.process_time() - start,
+        trainer.num_timesteps,
+    )
     curves["supervised+RL"] = [r["rollout/batch_rew_mean"] for r in trainer.history]
     _save(args, trainer, env_id, "sft_rl")
     add_margins(rows)
@@ -176,11 +227,20 @@ def plot(args: Args, curves: dict[str, dict[str, list[float]]], rows: list[dict[
             x = np.arange(1, len(curve) + 1)
             ax.plot(x, curve, color=colors[arm], alpha=0.3)
             if len(curve) >= 5:
-                ax.plot(x[4:], np.convolve(curve, np.ones(5) / 5, mode="valid"), color=colors[arm],
-                        label=f"{arm}: training reward (5-iteration mean)")
-        styles = {"untrained greedy": ("gray", ":"), "copy-prompt": ("tab:red", ":"), "reference": ("black", "-"),
-                  "supervised greedy": ("tab:orange", "--"), "RL-only greedy": ("tab:blue", "--"),
-                  "supervised+RL greedy": ("tab:green", "--")}
+                ax.plot(
+                    x[4:],
+                    np.convolve(curve, np.ones(5) / 5, mode="valid"),
+                    color=colors[arm],
+                    label=f"{arm}: training reward (5-iteration mean)",
+                )
+        styles = {
+            "untrained greedy": ("gray", ":"),
+            "copy-prompt": ("tab:red", ":"),
+            "reference": ("black", "-"),
+            "supervised greedy": ("tab:orange", "--"),
+            "RL-only greedy": ("tab:blue", "--"),
+            "supervised+RL greedy": ("tab:green", "--"),
+        }
         for row in rows:
             if row["env"] == task and row["agent"] in styles:
                 color, style = styles[row["agent"]]
@@ -205,12 +265,14 @@ def main(args: Args) -> list[dict[str, Any]]:
         rows += task_rows
         print(markdown_table(task_rows, COLUMNS), flush=True)
     table = markdown_table(rows, COLUMNS)
-    header = (f"GRPO on {args.model}: {args.n_envs} episodes per iteration ({args.group_size} per prompt), lr "
-              f"{args.learning_rate}, beta {args.beta}, {'LoRA r=' + str(args.lora) if args.lora else 'all weights'}, reward "
-              f"`{args.reward}`; {args.minutes:g} CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of teacher forcing, "
-              f"lr {args.sft_learning_rate}); held-out = the `test` split"
-              f"{f', first {args.eval_episodes} prompts' if args.eval_episodes else ', every prompt'}, greedy; "
-              "margin = BLEU minus the best of untrained greedy and copy-prompt\n\n")
+    header = (
+        f"GRPO on {args.model}: {args.n_envs} episodes per iteration ({args.group_size} per prompt), lr "
+        f"{args.learning_rate}, beta {args.beta}, {'LoRA r=' + str(args.lora) if args.lora else 'all weights'}, reward "
+        f"`{args.reward}`; {args.minutes:g} CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of teacher forcing, "
+        f"lr {args.sft_learning_rate}); held-out = the `test` split"
+        f"{f', first {args.eval_episodes} prompts' if args.eval_episodes else ', every prompt'}, greedy; "
+        "margin = BLEU minus the best of untrained greedy and copy-prompt\n\n"
+    )
     path = write_report(args.out, args.name, args, rows, header + table)
     plot(args, curves, rows)
     print(f"\n{header}{table}\n\nwritten to {path}")

@@ -88,7 +88,9 @@ def bar_chart(
     return _save(fig, plt, path)
 
 
-def read_curve(path: str | os.PathLike[str], x: str = CURVE_X, y: Sequence[str] = CURVE_Y) -> tuple[list[float], list[float]]:
+def read_curve(
+    path: str | os.PathLike[str], x: str = CURVE_X, y: Sequence[str] = CURVE_Y
+) -> tuple[list[float], list[float]]:
     """Return ``(steps, rewards)`` from a trainer's CSV log (SB3's ``progress.csv``).
 
     Raises:
@@ -99,7 +101,9 @@ def read_curve(path: str | os.PathLike[str], x: str = CURVE_X, y: Sequence[str] 
     columns = set(records[0]) if records else set()
     y_key = next((key for key in y if key in columns), None)
     if x not in columns or y_key is None:
-        raise ValueError(f"Expected a trainer CSV log with columns {x!r} and one of {list(y)}, got {sorted(columns)} in {path}.")
+        raise ValueError(
+            f"Expected a trainer CSV log with columns {x!r} and one of {list(y)}, got {sorted(columns)} in {path}."
+        )
     points = [(_number(r[x]), _number(r[y_key])) for r in records]
     points = [(a, b) for a, b in points if not (math.isnan(a) or math.isnan(b))]
     return [a for a, _ in points], [b for _, b in points]

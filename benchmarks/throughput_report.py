@@ -37,8 +37,10 @@ class Args:
     """Arguments of the throughput report."""
 
     results: str = field(default="benchmarks/results", metadata={"help": "folder of the benchmarks' JSON files"})
-    benchmarks: list = field(default_factory=lambda: ["env_throughput", "rollout_throughput", "trainer_throughput"],
-                             metadata={"help": "benchmark names to gather (the 'benchmark' field of each JSON)"})
+    benchmarks: list = field(
+        default_factory=lambda: ["env_throughput", "rollout_throughput", "trainer_throughput"],
+        metadata={"help": "benchmark names to gather (the 'benchmark' field of each JSON)"},
+    )
     include_quick: bool = field(default=False, metadata={"help": "also gather the --quick smoke runs (<name>_quick)"})
     readme: str = field(default="", metadata={"help": "file whose throughput markers receive the table ('' to skip)"})
     out: str = field(default="", metadata={"help": "folder for throughput.md/.json (default: --results)"})
@@ -87,15 +89,17 @@ def unify(report: dict[str, Any]) -> list[dict[str, Any]]:
                 config.append(f"{key}={value}")
             elif value not in (None, "", "-"):
                 config.append(str(value))
-        rows.append({
-            "benchmark": report["benchmark"],
-            "configuration": ", ".join(config),
-            "throughput": row.get(unit) if unit else None,
-            "unit": unit or "",
-            "relative": "; ".join(f"{key}: {_fmt(row[key])}" for key in relative),
-            "date": str(report.get("date", ""))[:10],
-            "commit": report.get("git_sha", ""),
-        })
+        rows.append(
+            {
+                "benchmark": report["benchmark"],
+                "configuration": ", ".join(config),
+                "throughput": row.get(unit) if unit else None,
+                "unit": unit or "",
+                "relative": "; ".join(f"{key}: {_fmt(row[key])}" for key in relative),
+                "date": str(report.get("date", ""))[:10],
+                "commit": report.get("git_sha", ""),
+            }
+        )
     return rows
 
 
@@ -112,8 +116,12 @@ def sources_text(sources: list[dict[str, Any]]) -> str:
     lines = []
     for report in sources:
         m = report.get("machine", {})
-        where = f"{m.get('processor', '?')}, {m.get('cpu_count', '?')} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
-        lines.append(f"- `{report['file']}`: {str(report.get('date', ''))[:16]} UTC, commit {report.get('git_sha', '?')}, {where}")
+        where = f"{m.get('processor', '?')}, {m.get('cpu_count', '?')} cores" + (
+            f", {m['gpu']}" if m.get("gpu") else ""
+        )
+        lines.append(
+            f"- `{report['file']}`: {str(report.get('date', ''))[:16]} UTC, commit {report.get('git_sha', '?')}, {where}"
+        )
     return "\n".join(lines)
 
 
@@ -127,15 +135,30 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     table = markdown_table(rows, ["benchmark", "configuration", "throughput", "unit", "relative"])
     command = "python -m benchmarks.throughput_report " + shlex.join(argv)
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    body = (f"_Gathered {date[:10]} by `{command.strip()}` from:_\n\n{sources_text(sources)}\n\n{table}\n\n"
-            "Compare the ratios (measured within one process); absolute speeds depend on each source's machine and load.")
+    body = (
+        f"_Gathered {date[:10]} by `{command.strip()}` from:_\n\n{sources_text(sources)}\n\n{table}\n\n"
+        "Compare the ratios (measured within one process); absolute speeds depend on each source's machine and load."
+    )
     out = Path(args.out or args.results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "throughput.md", body + "\n")
-    atomic_write_text(out / "throughput.json", json.dumps(
-        {"benchmark": "throughput_report", "date": date, "args": dataclasses.asdict(args), "command": command,
-         "sources": [{k: s.get(k) for k in ("file", "benchmark", "date", "git_sha", "machine")} for s in sources],
-         "rows": rows}, indent=2, default=str))
+    atomic_write_text(
+        out / "throughput.json",
+        json.dumps(
+            {
+                "benchmark": "throughput_report",
+                "date": date,
+                "args": dataclasses.asdict(args),
+                "command": command,
+                "sources": [
+                    {k: s.get(k) for k in ("file", "benchmark", "date", "git_sha", "machine")} for s in sources
+                ],
+                "rows": rows,
+            },
+            indent=2,
+            default=str,
+        ),
+    )
     if args.readme:
         replace_section(args.readme, "throughput", body)
     print(table)

@@ -45,8 +45,15 @@ class Args:
     group_size: int = field(default=4, metadata={"help": "GRPO replies per prompt"})
     max_new_tokens: int = field(default=32, metadata={"help": "reply budget"})
     iterations: int = field(default=2, metadata={"help": "measured iterations per trainer (after a warm-up)"})
-    trainers: list = field(default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo"], metadata={"help": "which to run"})
-    threads: int = field(default=0, metadata={"help": "torch threads for every trainer (0: torch's default); 1 avoids OpenMP stalls on a shared machine"})
+    trainers: list = field(
+        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo"], metadata={"help": "which to run"}
+    )
+    threads: int = field(
+        default=0,
+        metadata={
+            "help": "torch threads for every trainer (0: torch's default); 1 avoids OpenMP stalls on a shared machine"
+        },
+    )
     out: str = field(default="benchmarks/results", metadata={"help": "folder for trainer_throughput.json/.md/.png"})
     quick: bool = field(default=False, metadata={"help": "tiny model and tokenizer, 1 iteration"})
 
@@ -95,8 +102,17 @@ def sb3_ppo(args: Args) -> dict[str, Any]:
     # render_mode=None: SB3's make_vec_env asks for "rgb_array", which a text env does not have.
     envs = make_vec_env(args.env_id, n_envs=args.n_envs, env_kwargs={**env_kwargs(args), "render_mode": None}, seed=0)
     steps = args.n_envs * args.max_new_tokens
-    model = PPO(LMPolicy, envs, n_steps=args.max_new_tokens, batch_size=64, n_epochs=1, learning_rate=1e-5,
-                policy_kwargs={"model": args.model}, verbose=0, seed=0)
+    model = PPO(
+        LMPolicy,
+        envs,
+        n_steps=args.max_new_tokens,
+        batch_size=64,
+        n_epochs=1,
+        learning_rate=1e-5,
+        policy_kwargs={"model": args.model},
+        verbose=0,
+        seed=0,
+    )
     start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(steps)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
@@ -118,7 +134,9 @@ def trl_grpo(args: Args) -> dict[str, Any] | None:
     reward = env.reward
     samples = [env.task[i] for i in range(min(len(env.task), 64))]
     references = {s.prompt: list(s.references) for s in samples}
-    data = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": s.prompt}], "text": s.prompt} for s in samples])
+    data = datasets.Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": s.prompt}], "text": s.prompt} for s in samples]
+    )
     counted = {"tokens": 0}
 
     def env_reward(prompts: list, completions: list, completion_ids: list, text: list, **_: Any) -> list[float]:
@@ -134,21 +152,43 @@ def trl_grpo(args: Args) -> dict[str, Any] | None:
             self.marks.append((time.perf_counter(), time.process_time(), counted["tokens"]))
 
     config = GRPOConfig(
-        output_dir="runs/trl_bench", per_device_train_batch_size=args.n_envs, num_generations=args.group_size,
-        max_completion_length=args.max_new_tokens, max_steps=args.iterations + 1, learning_rate=1e-5, beta=0.0,
-        num_iterations=1, use_cpu=True, bf16=False, report_to="none", save_strategy="no", logging_steps=1,
-        disable_tqdm=True, seed=0,
+        output_dir="runs/trl_bench",
+        per_device_train_batch_size=args.n_envs,
+        num_generations=args.group_size,
+        max_completion_length=args.max_new_tokens,
+        max_steps=args.iterations + 1,
+        learning_rate=1e-5,
+        beta=0.0,
+        num_iterations=1,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
     )
     tokenizer = env.tokenizer
     clock = Clock()
-    trainer = GRPOTrainer(model=load_model(args.model), reward_funcs=env_reward, args=config, train_dataset=data,
-                          processing_class=tokenizer, callbacks=[clock])
+    trainer = GRPOTrainer(
+        model=load_model(args.model),
+        reward_funcs=env_reward,
+        args=config,
+        train_dataset=data,
+        processing_class=tokenizer,
+        callbacks=[clock],
+    )
     trainer.train()
     (t0, c0, n0), (t1, c1, n1) = clock.marks[0], clock.marks[-1]  # from the end of the first (warm-up) step
     return {"tokens": n1 - n0, "seconds": t1 - t0, "cpu seconds": c1 - c0, "rollout share": None}
 
 
-LABELS = {"grpo": "GRPO (agents)", "ppo": "SequencePPO (agents)", "sb3-ppo": "SB3 PPO + LMPolicy", "trl-grpo": "TRL GRPOTrainer"}
+LABELS = {
+    "grpo": "GRPO (agents)",
+    "ppo": "SequencePPO (agents)",
+    "sb3-ppo": "SB3 PPO + LMPolicy",
+    "trl-grpo": "TRL GRPOTrainer",
+}
 
 
 def main(args: Args) -> list[dict[str, Any]]:
@@ -162,9 +202,16 @@ def main(args: Args) -> list[dict[str, Any]]:
         if result is None:
             continue
         rate = result["tokens"] / max(result["seconds"], 1e-9)
-        rows.append({"trainer": LABELS[name], "tokens": result["tokens"], "seconds": result["seconds"], "tokens/s": rate,
-                     "tokens per CPU-s": result["tokens"] / max(result["cpu seconds"], 1e-9),
-                     "rollout share": result["rollout share"] if result["rollout share"] is not None else "-"})
+        rows.append(
+            {
+                "trainer": LABELS[name],
+                "tokens": result["tokens"],
+                "seconds": result["seconds"],
+                "tokens/s": rate,
+                "tokens per CPU-s": result["tokens"] / max(result["cpu seconds"], 1e-9),
+                "rollout share": result["rollout share"] if result["rollout share"] is not None else "-",
+            }
+        )
         print(rows[-1], flush=True)
     for base_name, short in (("SB3 PPO + LMPolicy", "SB3 PPO"), ("TRL GRPOTrainer", "TRL")):
         base = next((r for r in rows if r["trainer"] == base_name), None)
@@ -172,8 +219,10 @@ def main(args: Args) -> list[dict[str, Any]]:
             row[f"x {short} (wall)"] = row["tokens/s"] / base["tokens/s"] if base else "-"
             row[f"x {short} (CPU)"] = row["tokens per CPU-s"] / base["tokens per CPU-s"] if base else "-"
     table = markdown_table(rows)
-    header = (f"{args.model}, {args.env_id}, batch {args.n_envs} ({args.n_envs // args.group_size} prompts x {args.group_size}), "
-              f"{args.max_new_tokens} new tokens, {torch.get_num_threads()} torch threads\n\n")
+    header = (
+        f"{args.model}, {args.env_id}, batch {args.n_envs} ({args.n_envs // args.group_size} prompts x {args.group_size}), "
+        f"{args.max_new_tokens} new tokens, {torch.get_num_threads()} torch threads\n\n"
+    )
     path = write_report(args.out, "trainer_throughput", args, rows, header + table)
     plot(rows, args)
     print(f"\n{header}{table}\n\nwritten to {path}")

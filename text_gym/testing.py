@@ -73,7 +73,9 @@ def _check_spaces(env: gym.Env) -> None:
     assert ids.dtype == np.int64 and mask.dtype == np.int64, f"expected int64 arrays, got {ids.dtype}, {mask.dtype}"
     masks = env.action_masks()
     n = int(env.action_space.n)
-    assert masks.dtype == np.bool_ and masks.shape == (n,), f"expected action_masks() bool ({n},), got {masks.dtype} {masks.shape}"
+    assert masks.dtype == np.bool_ and masks.shape == (n,), (
+        f"expected action_masks() bool ({n},), got {masks.dtype} {masks.shape}"
+    )
     assert masks[env.eos_token_id], "the end-of-sequence token must be allowed by action_masks()"
 
 
@@ -118,10 +120,14 @@ def _check_seeding(env: gym.Env, seed: int) -> None:
         trace = [obs["input_ids"].copy()]
         done = False
         while not done:
-            obs, reward, terminated, truncated, step_info = env.step(env.action_space.sample(mask=env.action_masks().astype(np.int8)))
+            obs, reward, terminated, truncated, step_info = env.step(
+                env.action_space.sample(mask=env.action_masks().astype(np.int8))
+            )
             trace.append((obs["input_ids"].copy(), reward))
             done = terminated or truncated
         runs.append((info["index"], step_info["text"], trace))
     (i1, t1, a), (i2, t2, b) = runs
     assert i1 == i2 and t1 == t2, f"same seed, different episodes: index {i1} vs {i2}, text {t1!r} vs {t2!r}"
-    assert len(a) == len(b) and all(np.array_equal(x[0], y[0]) for x, y in zip(a[1:], b[1:])), "same seed, different steps"
+    assert len(a) == len(b) and all(np.array_equal(x[0], y[0]) for x, y in zip(a[1:], b[1:])), (
+        "same seed, different steps"
+    )

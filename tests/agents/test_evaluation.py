@@ -23,15 +23,46 @@ def test_the_same_figure_whichever_report_asks(tmp_path):
     rebatched = evaluate(GreedyLMAgent("tiny"), "TextGen-Copy-v0", KWARGS, n_episodes=12, batch_size=5)
     assert rebatched.metrics == pytest.approx(direct.metrics)  # batching changes nothing
 
-    args = leaderboard.Args(agents=["greedy"], tasks=["copy"], seeds=[0], episodes=12, model="tiny", max_new_tokens=6,
-                            batch_size=4, coherence=False, isolate=False, threads=1)
+    args = leaderboard.Args(
+        agents=["greedy"],
+        tasks=["copy"],
+        seeds=[0],
+        episodes=12,
+        model="tiny",
+        max_new_tokens=6,
+        batch_size=4,
+        coherence=False,
+        isolate=False,
+        threads=1,
+    )
     rows, _ = leaderboard.summarize(leaderboard.run_agents(args), args)
     assert rows[0]["bleu"] == pytest.approx(direct.metrics["bleu"])
 
-    results = train_cli(["--env", "TextGen-Copy-v0", "--model", "tiny", "--max-new-tokens", "6", "--eval-episodes", "12",
-                         "--n-envs", "4", "--group-size", "2", "--steps", "8", "--no-progress", "--out", str(tmp_path)])
+    results = train_cli(
+        [
+            "--env",
+            "TextGen-Copy-v0",
+            "--model",
+            "tiny",
+            "--max-new-tokens",
+            "6",
+            "--eval-episodes",
+            "12",
+            "--n-envs",
+            "4",
+            "--group-size",
+            "2",
+            "--steps",
+            "8",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     cli = next(row for row in results["rows"] if row["agent"] == "untrained greedy")
-    assert cli["bleu"] == pytest.approx(direct.metrics["bleu"]) and cli["reward"] == pytest.approx(direct.metrics["reward"])
+    assert cli["bleu"] == pytest.approx(direct.metrics["bleu"]) and cli["reward"] == pytest.approx(
+        direct.metrics["reward"]
+    )
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"][0]["bleu"] == pytest.approx(direct.metrics["bleu"])
 
@@ -39,28 +70,45 @@ def test_the_same_figure_whichever_report_asks(tmp_path):
 def test_deterministic_agents_play_once_and_say_so(capsys):
     greedy = evaluate(GreedyLMAgent("tiny"), "TextGen-Copy-v0", KWARGS, n_episodes=3, seeds=[0, 1, 2], label="g")
     assert greedy.seeds == [0] and len(greedy.episodes) == 1
-    assert "g: TextGen-Copy-v0 task 'copy', split 'test', 3 prompts, deterministic, played once (seed 0)" in capsys.readouterr().out
+    assert (
+        "g: TextGen-Copy-v0 task 'copy', split 'test', 3 prompts, deterministic, played once (seed 0)"
+        in capsys.readouterr().out
+    )
     policy = LMActorCritic("tiny")
-    sampled = evaluate(lambda envs, seed: SamplingLMAgent(policy, seed=seed), "TextGen-Copy-v0", KWARGS, n_episodes=3,
-                       seeds=[0, 1])
+    sampled = evaluate(
+        lambda envs, seed: SamplingLMAgent(policy, seed=seed), "TextGen-Copy-v0", KWARGS, n_episodes=3, seeds=[0, 1]
+    )
     assert sampled.seeds == [0, 1] and len(sampled.episodes) == 2 and "seeds [0, 1]" in capsys.readouterr().out
-    again = evaluate(lambda envs, seed: SamplingLMAgent(policy, seed=seed), "TextGen-Copy-v0", KWARGS, n_episodes=3,
-                     seeds=[0, 1], verbose=False)
+    again = evaluate(
+        lambda envs, seed: SamplingLMAgent(policy, seed=seed),
+        "TextGen-Copy-v0",
+        KWARGS,
+        n_episodes=3,
+        seeds=[0, 1],
+        verbose=False,
+    )
     assert again.metrics == sampled.metrics  # seeded: reproducible
 
 
 def test_copy_prompt_replies_with_the_source_and_scores_by_hand(tmp_path):
     path = tmp_path / "rewrite.jsonl"
-    records = [{"prompt": "Rewrite: the cat sat on the mat", "source": "the cat sat on the mat",
-                "reference": "the cat sat on a mat", "split": "test"},
-               {"prompt": "What is the capital of France?", "reference": "Paris", "split": "test"}]
+    records = [
+        {
+            "prompt": "Rewrite: the cat sat on the mat",
+            "source": "the cat sat on the mat",
+            "reference": "the cat sat on a mat",
+            "split": "test",
+        },
+        {"prompt": "What is the capital of France?", "reference": "Paris", "split": "test"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     kwargs = {"task": str(path), "tokenizer": "tiny", "max_new_tokens": 64, "max_prompt_tokens": 128}
     copy, reference = trivial_evaluations("TextGen-v0", kwargs, verbose=False)
     episodes = copy.episodes[0]
     assert [e["text"] for e in episodes] == ["the cat sat on the mat", "What is the capital of France?"]
-    expected = sentence_bleu(["the cat sat on the mat", "What is the capital of France?"],
-                             [["the cat sat on a mat"], ["Paris"]])
+    expected = sentence_bleu(
+        ["the cat sat on the mat", "What is the capital of France?"], [["the cat sat on a mat"], ["Paris"]]
+    )
     assert copy.metrics["bleu"] == pytest.approx(float(expected.mean()))
     # By hand: clipped n-gram precisions 5/6, 3/5, 2/4, 1/3, same length (no brevity penalty).
     assert float(expected[0]) == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25) and float(expected[1]) == 0.0
@@ -68,16 +116,29 @@ def test_copy_prompt_replies_with_the_source_and_scores_by_hand(tmp_path):
 
 
 def test_the_reference_ceiling_plays_at_the_same_budget():
-    long = evaluate(lambda envs, seed: CopyPromptAgent(envs), "TextGen-Copy-v0", {"tokenizer": "tiny", "max_new_tokens": 64},
-                    n_episodes=5, verbose=False)
-    short = evaluate(lambda envs, seed: CopyPromptAgent(envs), "TextGen-Copy-v0", {"tokenizer": "tiny", "max_new_tokens": 4},
-                     n_episodes=5, verbose=False)
+    long = evaluate(
+        lambda envs, seed: CopyPromptAgent(envs),
+        "TextGen-Copy-v0",
+        {"tokenizer": "tiny", "max_new_tokens": 64},
+        n_episodes=5,
+        verbose=False,
+    )
+    short = evaluate(
+        lambda envs, seed: CopyPromptAgent(envs),
+        "TextGen-Copy-v0",
+        {"tokenizer": "tiny", "max_new_tokens": 4},
+        n_episodes=5,
+        verbose=False,
+    )
     assert long.metrics["bleu"] == pytest.approx(1.0) and short.metrics["bleu"] < 0.5 and short.metrics["length"] == 4
 
 
 def test_margins_and_bad_arguments():
-    rows = [{"agent": "untrained greedy", "bleu": 0.1}, {"agent": "copy-prompt", "bleu": 0.25},
-            {"agent": "trained greedy", "bleu": 0.3}]
+    rows = [
+        {"agent": "untrained greedy", "bleu": 0.1},
+        {"agent": "copy-prompt", "bleu": 0.25},
+        {"agent": "trained greedy", "bleu": 0.3},
+    ]
     assert add_margins(rows) == 0.25 and [round(r["margin"], 3) for r in rows] == [-0.15, 0.0, 0.05]
     with pytest.raises(ValueError, match="labelled one of"):
         add_margins([{"agent": "x", "bleu": 0.1}])

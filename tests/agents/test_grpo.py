@@ -56,7 +56,9 @@ def test_groups_share_a_prompt_and_kl_runs_against_the_reference():
 
 
 def test_lora_reference_needs_no_copy():
-    model = GRPO("tiny", copy_env(), policy_kwargs={"lora": {"r": 4}}, n_envs=4, group_size=2, beta=0.1, verbose=0, seed=0)
+    model = GRPO(
+        "tiny", copy_env(), policy_kwargs={"lora": {"r": 4}}, n_envs=4, group_size=2, beta=0.1, verbose=0, seed=0
+    )
     trainable = [n for n, p in model.policy.named_parameters() if p.requires_grad]
     assert trainable and all(("lora" in n or "value_head" in n) for n in trainable)
     model.learn(1)
@@ -119,7 +121,9 @@ def test_sb3_callbacks_logger_and_progress_bar(tmp_path):
     model.set_logger(configure(str(tmp_path / "logs"), ["csv", "tensorboard"]))
     counter = Counter()
     checkpoints = CheckpointCallback(save_freq=8, save_path=str(tmp_path / "ckpt"), name_prefix="grpo")
-    evaluation = EvalCallback(copy_env(), n_eval_episodes=2, eval_freq=8, log_path=str(tmp_path / "eval"), warn=False, verbose=0)
+    evaluation = EvalCallback(
+        copy_env(), n_eval_episodes=2, eval_freq=8, log_path=str(tmp_path / "eval"), warn=False, verbose=0
+    )
     model.learn(200, callback=[counter, checkpoints, evaluation], progress_bar=True)
     assert counter.calls["training_start"] == counter.calls["training_end"] == 1
     assert counter.calls["rollout_start"] == counter.calls["rollout_end"] == model.iteration >= 2

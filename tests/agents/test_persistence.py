@@ -38,7 +38,9 @@ def test_save_writes_exactly_the_path_it_is_given(tmp_path):
     first = trainer.save(tmp_path / "model.v1")
     trainer.learn(8, reset_num_timesteps=False)
     second = trainer.save(tmp_path / "model.v2")
-    assert (first.name, second.name) == ("model.v1", "model.v2") and trainer.save(tmp_path / "model").name == "model.zip"
+    assert (first.name, second.name) == ("model.v1", "model.v2") and trainer.save(
+        tmp_path / "model"
+    ).name == "model.zip"
     assert GRPO.load(tmp_path / "model.v1").num_timesteps < GRPO.load(tmp_path / "model.v2").num_timesteps
     assert archive_path("a/b") == Path("a/b.zip")
 
@@ -58,9 +60,24 @@ def test_load_names_the_archive_when_it_is_broken(tmp_path):
         SequencePPO.load(tmp_path / "grpo.zip")
 
 
-@pytest.mark.parametrize("make", [lambda: grpo(beta=0.1), lambda: SequencePPO(
-    "tiny", "TextGen-EchoLetter-v0", env_kwargs=ECHO, n_envs=4, seed=0, verbose=0, learning_rate=1e-2, kl_coef=0.1,
-    kl_target=0.5)], ids=["grpo-kl", "ppo-adaptive-kl"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: grpo(beta=0.1),
+        lambda: SequencePPO(
+            "tiny",
+            "TextGen-EchoLetter-v0",
+            env_kwargs=ECHO,
+            n_envs=4,
+            seed=0,
+            verbose=0,
+            learning_rate=1e-2,
+            kl_coef=0.1,
+            kl_target=0.5,
+        ),
+    ],
+    ids=["grpo-kl", "ppo-adaptive-kl"],
+)
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, make):
     straight = make()
     straight.learn(24)
@@ -169,9 +186,29 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(tmp_path, point):
 
 
 def _cli(tmp_path, *extra):
-    args = [sys.executable, "-m", "agents.train", "--env", "TextGen-EchoLetter-v0", "--model", "tiny", "--max-new-tokens", "3",
-            "--n-envs", "4", "--group-size", "2", "--eval-episodes", "0", "--no-progress", "--threads", "1",
-            "--out", str(tmp_path / "run"), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "agents.train",
+        "--env",
+        "TextGen-EchoLetter-v0",
+        "--model",
+        "tiny",
+        "--max-new-tokens",
+        "3",
+        "--n-envs",
+        "4",
+        "--group-size",
+        "2",
+        "--eval-episodes",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
     return args, {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
@@ -194,3 +231,33 @@ def test_a_signalled_cli_run_saves_and_resumes(tmp_path, sig, code):
     resumed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert GRPO.load(tmp_path / "run" / "model.zip").num_timesteps >= steps + 20
+
+
+def test_ctrl_c_in_the_python_api_saves_the_last_complete_step(tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.interrupts import TrainingInterrupted
+
+    class CtrlC(BaseCallback):  # presses Ctrl-C in the middle of the third rollout
+        def _on_step(self) -> bool:
+            if self.model.iteration == 2 and self.n_calls % 2 == 0 and not hasattr(self, "sent"):
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+            return True
+
+    trainer = grpo()
+    with pytest.raises(TrainingInterrupted, match="SIGINT.*resume with GRPO.load") as info:
+        trainer.learn(10_000, callback=CtrlC(), checkpoint_on_interrupt=tmp_path / "stopped.zip")
+    assert info.value.exit_code == 130 and info.value.checkpoint == tmp_path / "stopped.zip"
+    assert trainer.iteration == 2  # the abandoned third rollout does not count
+    straight = grpo()
+    straight.learn(1)
+    straight.learn(1, reset_num_timesteps=False)  # two iterations, uninterrupted
+    resumed = GRPO.load(tmp_path / "stopped.zip")
+    assert resumed.num_timesteps == straight.num_timesteps
+    for a, b in zip(weights(straight), weights(resumed), strict=True):
+        assert torch.equal(a, b)
+    resumed.learn(1, reset_num_timesteps=False)
+    straight.learn(1, reset_num_timesteps=False)  # the rewound random states: the third iteration is the same
+    for a, b in zip(weights(straight), weights(resumed), strict=True):
+        assert torch.equal(a, b)

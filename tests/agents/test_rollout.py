@@ -19,13 +19,22 @@ def model() -> LMActorCritic:
 
 
 def make_envs(n: int = 4, max_new_tokens: int = 6, **kwargs) -> gym.vector.VectorEnv:
-    return gym.make_vec("TextGen-Copy-v0", num_envs=n, vectorization_mode="sync", tokenizer="tiny",
-                        reward="chrf", max_new_tokens=max_new_tokens, **kwargs)
+    return gym.make_vec(
+        "TextGen-Copy-v0",
+        num_envs=n,
+        vectorization_mode="sync",
+        tokenizer="tiny",
+        reward="chrf",
+        max_new_tokens=max_new_tokens,
+        **kwargs,
+    )
 
 
 def rollout(model, envs, seeds=None, seed=0, **kwargs):
     generator = torch.Generator().manual_seed(seed)
-    return collect_rollout(model, envs, env_attributes(envs), seeds=seeds, generator=generator, with_values=True, **kwargs)
+    return collect_rollout(
+        model, envs, env_attributes(envs), seeds=seeds, generator=generator, with_values=True, **kwargs
+    )
 
 
 def test_one_forward_gives_the_rollout_log_probs_and_values(model):
@@ -123,7 +132,9 @@ def test_shared_prompt_groups_give_the_same_log_probs_values_and_gradients(model
     grads = []
     for group_size in (4, 1):
         model.zero_grad()
-        logprobs, values, _ = score_tokens(model, shared, vocab_limit=spec.vocab_limit, with_values=True, group_size=group_size)
+        logprobs, values, _ = score_tokens(
+            model, shared, vocab_limit=spec.vocab_limit, with_values=True, group_size=group_size
+        )
         torch.testing.assert_close(logprobs[mask], shared.logprobs[mask], atol=1e-4, rtol=1e-4)
         (logprobs[mask].sum() + values[mask].sum()).backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])

@@ -13,21 +13,56 @@ from agents.grpo import GRPO
 from agents.train import main, parse_args
 from text_gym.tasks import make_task
 
-TINY = ["--env", "TextGen-Copy-v0", "--model", "tiny", "--reward", "chrf", "--max-new-tokens", "6",
-        "--n-envs", "8", "--group-size", "4", "--learning-rate", "1e-2", "--eval-episodes", "8", "--no-progress"]
-
-
+TINY = [
+    "--env",
+    "TextGen-Copy-v0",
+    "--model",
+    "tiny",
+    "--reward",
+    "chrf",
+    "--max-new-tokens",
+    "6",
+    "--n-envs",
+    "8",
+    "--group-size",
+    "4",
+    "--learning-rate",
+    "1e-2",
+    "--eval-episodes",
+    "8",
+    "--no-progress",
+]
 
 
 @pytest.mark.parametrize("algo", ["grpo", "ppo"])
 def test_train_cli_writes_results_checkpoints_and_logs(tmp_path, capsys, algo):
-    results = main([*TINY, "--algo", algo, "--steps", "300", "--checkpoint-minutes", "1e-6", "--keep-checkpoints", "2",
-                    "--out", str(tmp_path)])
+    results = main(
+        [
+            *TINY,
+            "--algo",
+            algo,
+            "--steps",
+            "300",
+            "--checkpoint-minutes",
+            "1e-6",
+            "--keep-checkpoints",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| untrained greedy |" in printed and "| trained sampling |" in printed and "| copy-prompt |" in printed
     saved = json.loads((tmp_path / "results.json").read_text())
     labels = [row["agent"] for row in saved["rows"]]
-    assert labels == ["untrained greedy", "untrained sampling", "copy-prompt", "reference", "trained greedy", "trained sampling"]
+    assert labels == [
+        "untrained greedy",
+        "untrained sampling",
+        "copy-prompt",
+        "reference",
+        "trained greedy",
+        "trained sampling",
+    ]
     assert all(row["episodes"] == 8 and row["split"] == "test" for row in saved["rows"])
     copy, reference = saved["rows"][2], saved["rows"][3]
     # The copy task's source is the text to repeat: copying it is the reference, cut at the same 6-token budget.
@@ -42,18 +77,47 @@ def test_train_cli_writes_results_checkpoints_and_logs(tmp_path, capsys, algo):
 
 def test_train_cli_trains_on_a_jsonl_file_and_reports_its_test_split(tmp_path, capsys):
     data = tmp_path / "rewrite.jsonl"
-    records = [{"prompt": f"Rewrite: word{i} word{i + 1}", "source": f"word{i} word{i + 1}", "reference": f"w{i}"}
-               for i in range(60)]
+    records = [
+        {"prompt": f"Rewrite: word{i} word{i + 1}", "source": f"word{i} word{i + 1}", "reference": f"w{i}"}
+        for i in range(60)
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
-    args = ["--task", str(data), "--model", "tiny", "--max-new-tokens", "16", "--n-envs", "4", "--group-size", "2",
-            "--steps", "40", "--eval-episodes", "-1", "--no-progress", "--warm-start-tokens", "30",
-            "--reward", "bleu=1,source-bleu=-0.5", "--out", str(tmp_path / "run")]
+    args = [
+        "--task",
+        str(data),
+        "--model",
+        "tiny",
+        "--max-new-tokens",
+        "16",
+        "--n-envs",
+        "4",
+        "--group-size",
+        "2",
+        "--steps",
+        "40",
+        "--eval-episodes",
+        "-1",
+        "--no-progress",
+        "--warm-start-tokens",
+        "30",
+        "--reward",
+        "bleu=1,source-bleu=-0.5",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     results = main(args)
     test_prompts = {s.prompt for s in make_task(data, "test")}
     assert results["task"] == str(data) and results["split"] == "test"
     labels = [row["agent"] for row in results["rows"]]
-    assert labels == ["untrained greedy", "untrained sampling", "copy-prompt", "reference", "supervised greedy",
-                      "supervised+RL greedy", "supervised+RL sampling"]
+    assert labels == [
+        "untrained greedy",
+        "untrained sampling",
+        "copy-prompt",
+        "reference",
+        "supervised greedy",
+        "supervised+RL greedy",
+        "supervised+RL sampling",
+    ]
     assert all(row["episodes"] == len(test_prompts) for row in results["rows"])
     assert {prompt for prompt, _, _ in results["samples"]["copy-prompt"]} <= test_prompts
     copy = next(row for row in results["rows"] if row["agent"] == "copy-prompt")
@@ -64,8 +128,12 @@ def test_train_cli_trains_on_a_jsonl_file_and_reports_its_test_split(tmp_path, c
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--steps", "0"], "expected a positive int, got 0"), (["--steps", "-5"], "expected a positive int"),
-     (["--task", "train="], "expected NAME, PATH or split=PATH"), (["--reward", "bleu=x"], "name=weight pairs")],
+    [
+        (["--steps", "0"], "expected a positive int, got 0"),
+        (["--steps", "-5"], "expected a positive int"),
+        (["--task", "train="], "expected NAME, PATH or split=PATH"),
+        (["--reward", "bleu=x"], "name=weight pairs"),
+    ],
 )
 def test_bad_arguments_fail_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -85,8 +153,13 @@ def test_quick_preset_fills_only_what_was_not_given():
 
 
 def test_module_help_runs():
-    out = subprocess.run([sys.executable, "-m", "agents.train", "--help"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2], check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "agents.train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    ).stdout
     assert "--algo" in out and "--quick" in out
 
 
@@ -129,10 +202,28 @@ def test_accelerate_two_cpu_processes_keep_replicas_in_sync(tmp_path):
     script, done = tmp_path / "train_ddp.py", tmp_path / "done.txt"
     script.write_text(ACCELERATE_SCRIPT)
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), str(script), str(done)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300,
-                            env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_cpu_threads_per_process",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        str(script),
+        str(done),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert done.exists() and "terminate called" not in result.stderr
 
@@ -140,11 +231,37 @@ def test_accelerate_two_cpu_processes_keep_replicas_in_sync(tmp_path):
 @pytest.mark.slow
 def test_the_command_line_under_accelerate_ends_cleanly(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), "-m", "agents.train",
-               *TINY, "--eval-episodes", "0", "--steps", "48", "--device", "cpu", "--out", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300,
-                            env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_cpu_threads_per_process",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "agents.train",
+        *TINY,
+        "--eval-episodes",
+        "0",
+        "--steps",
+        "48",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "model.zip").exists() and "terminate called" not in result.stderr
 

@@ -32,7 +32,9 @@ def test_distinct_n_identical_and_empty() -> None:
 
 
 def test_repetition_rate_hand_made() -> None:
-    loop = "I am a bot . I am a bot .".split()  # bigrams 2..5 of the second sentence repeat: (I am) (am a) (a bot) (bot .)
+    loop = (
+        "I am a bot . I am a bot .".split()
+    )  # bigrams 2..5 of the second sentence repeat: (I am) (am a) (a bot) (bot .)
     assert repeated_ngrams(loop, 2) == (4, 9)
     assert repetition_rate([loop], 2) == pytest.approx(4 / 9)
     # Pooled over replies: 4 repeats of 9 + 0 of 2.

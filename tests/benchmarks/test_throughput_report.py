@@ -14,7 +14,14 @@ MACHINE = {"processor": "CPU", "cpu_count": 2, "gpu": None}
 
 
 def write(folder: Path, name: str, rows: list[dict]) -> None:
-    report = {"benchmark": name, "date": "2026-11-29T03:00:00+00:00", "git_sha": "abc1234", "machine": MACHINE, "args": {}, "rows": rows}
+    report = {
+        "benchmark": name,
+        "date": "2026-11-29T03:00:00+00:00",
+        "git_sha": "abc1234",
+        "machine": MACHINE,
+        "args": {},
+        "rows": rows,
+    }
     (folder / f"{name}.json").write_text(json.dumps(report))
 
 
@@ -24,9 +31,21 @@ def test_doctests() -> None:
 
 
 def test_gathers_the_three_benchmarks_into_one_table(tmp_path: Path) -> None:
-    write(tmp_path, "env_throughput", [{"env": "TextGen-v0", "num_envs": 1, "shaping": "sparse", "env steps/s": 2e4, "env cost vs LM step": "0.01%"}])
-    write(tmp_path, "rollout_throughput_quick", [{"phase": "rollout", "method": "generate", "tokens/s": 1e3, "ratio": "1.00x generate"}])
-    write(tmp_path, "trainer_throughput", [{"trainer": "GRPO", "tokens": 512, "seconds": 2.0, "tokens/s": 256.0, "x SB3 PPO": 3.5}])
+    write(
+        tmp_path,
+        "env_throughput",
+        [{"env": "TextGen-v0", "num_envs": 1, "shaping": "sparse", "env steps/s": 2e4, "env cost vs LM step": "0.01%"}],
+    )
+    write(
+        tmp_path,
+        "rollout_throughput_quick",
+        [{"phase": "rollout", "method": "generate", "tokens/s": 1e3, "ratio": "1.00x generate"}],
+    )
+    write(
+        tmp_path,
+        "trainer_throughput",
+        [{"trainer": "GRPO", "tokens": 512, "seconds": 2.0, "tokens/s": 256.0, "x SB3 PPO": 3.5}],
+    )
     (tmp_path / "notes.json").write_text("[1, 2]")  # not a report: skipped
     readme = tmp_path / "README.md"
     readme.write_text("top\n<!-- throughput:start -->\n<!-- throughput:end -->\n")
@@ -34,8 +53,15 @@ def test_gathers_the_three_benchmarks_into_one_table(tmp_path: Path) -> None:
     rows = throughput_report.main(["--results", str(tmp_path), "--readme", str(readme)])
     assert [r["benchmark"] for r in rows] == ["env_throughput", "trainer_throughput"]  # no quick run unless asked
     assert rows[0]["configuration"] == "TextGen-v0, num_envs=1, sparse" and rows[0]["unit"] == "env steps/s"
-    assert rows[1] == {"benchmark": "trainer_throughput", "configuration": "GRPO", "throughput": 256.0, "unit": "tokens/s",
-                       "relative": "x SB3 PPO: 3.50x", "date": "2026-11-29", "commit": "abc1234"}
+    assert rows[1] == {
+        "benchmark": "trainer_throughput",
+        "configuration": "GRPO",
+        "throughput": 256.0,
+        "unit": "tokens/s",
+        "relative": "x SB3 PPO: 3.50x",
+        "date": "2026-11-29",
+        "commit": "abc1234",
+    }
     text = readme.read_text()
     assert "| trainer_throughput | GRPO | 256 | tokens/s | x SB3 PPO: 3.50x |" in text
     assert "`trainer_throughput.json`: 2026-11-29T03:00 UTC, commit abc1234, CPU, 2 cores" in text

@@ -135,7 +135,9 @@ def test_render_ansi_shows_prompt_output_and_scores():
 
 
 def test_user_task_object_and_pickle():
-    task = from_records([{"prompt": "Say hi", "reference": "hi"}, {"prompt": "Say yo", "references": ["yo", "yo!"]}], split="all")
+    task = from_records(
+        [{"prompt": "Say hi", "reference": "hi"}, {"prompt": "Say yo", "references": ["yo", "yo!"]}], split="all"
+    )
     env = make(task=task)
     env.reset(seed=0, options={"index": 1})
     _, (*_, info) = play(env, encode_reply(env, "yo"))
@@ -186,7 +188,9 @@ def test_step_before_reset_and_after_end():
         env.step(70)
 
 
-@pytest.mark.parametrize("action, error", [(-1, ValueError), (10**6, ValueError), (1.5, TypeError), ("a", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "action, error", [(-1, ValueError), (10**6, ValueError), (1.5, TypeError), ("a", TypeError), (True, TypeError)]
+)
 def test_bad_actions_are_rejected_and_leave_state_unchanged(action, error):
     env = make()
     obs, _ = env.reset(seed=0)

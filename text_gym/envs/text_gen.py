@@ -118,7 +118,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         check_split(split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".
-            gym.logger.warn(f"render_mode {render_mode!r} is not supported (expected 'ansi' or 'human'); render() will return None.")
+            gym.logger.warn(
+                f"render_mode {render_mode!r} is not supported (expected 'ansi' or 'human'); render() will return None."
+            )
         if max_prompt_tokens + max_new_tokens > MAX_SEQUENCE_TOKENS:
             raise ValueError(
                 f"Expected max_prompt_tokens + max_new_tokens <= {MAX_SEQUENCE_TOKENS:,} (each observation holds that many "
@@ -216,7 +218,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     def render(self) -> str | None:
         """Return (``"ansi"``) or print (``"human"``) the prompt, reply, references and scores."""
         if self.render_mode not in self.metadata["render_modes"]:
-            gym.logger.warn(f"render() does nothing for render_mode={self.render_mode!r}; pass render_mode='ansi' or 'human' to the env.")
+            gym.logger.warn(
+                f"render() does nothing for render_mode={self.render_mode!r}; pass render_mode='ansi' or 'human' to the env."
+            )
             return None
         if self._index is None:
             text = "(no episode yet: call reset())"

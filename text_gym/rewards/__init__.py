@@ -151,7 +151,10 @@ def reward_spec(reward: RewardSpec) -> str | dict[str, float] | None:
         return {str(k): float(v) for k, v in reward.items()} if all(k in REWARDS for k in reward) else None
     if isinstance(reward, Reward):
         parts = reward.functions
-        if all(name in REWARDS and isinstance(REWARDS[name], type) and type(fn) is REWARDS[name] for name, fn in parts.items()):
+        if all(
+            name in REWARDS and isinstance(REWARDS[name], type) and type(fn) is REWARDS[name]
+            for name, fn in parts.items()
+        ):
             return reward.weights
         return None
     name = next((n for n, factory in REWARDS.items() if isinstance(factory, type) and type(reward) is factory), None)

@@ -86,12 +86,16 @@ def _jsonl_task(spec: str | os.PathLike[str], split: str, whole: bool = False) -
 def _mapped_task(files: Mapping[str, Any], split: str) -> ListTask:
     unknown = sorted(str(key) for key in files if key not in SPLITS)
     if unknown or not files:
-        raise ValueError(f"Expected a task mapping of splits {list(SPLITS)} to .jsonl files, got keys {sorted(map(str, files))}.")
+        raise ValueError(
+            f"Expected a task mapping of splits {list(SPLITS)} to .jsonl files, got keys {sorted(map(str, files))}."
+        )
     bad = {key: value for key, value in files.items() if not _is_path(value)}
     if bad:
         raise TypeError(f"Expected every value of the task mapping to be a .jsonl path, got {bad!r}.")
     if split == ALL:
-        return ListTask([s for key in SPLITS if key in files for s in _jsonl_task(files[key], key, whole=True)], name="files")
+        return ListTask(
+            [s for key in SPLITS if key in files for s in _jsonl_task(files[key], key, whole=True)], name="files"
+        )
     if split not in files:
         raise ValueError(
             f"The task mapping has no file for split {split!r}; expected one of its keys {sorted(files)}, "

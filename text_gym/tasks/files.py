@@ -104,7 +104,9 @@ def from_records(records: Iterable[Mapping], name: str = "custom", split: str = 
     return split_task(items, split, name, origin=f"task {name!r}")
 
 
-def from_jsonl(path: str | os.PathLike[str], name: str | None = None, split: str = "train", whole: bool = False) -> ListTask:
+def from_jsonl(
+    path: str | os.PathLike[str], name: str | None = None, split: str = "train", whole: bool = False
+) -> ListTask:
     """Build one split of a task from a JSON Lines file: one record object per line, blank lines skipped.
 
     Args:

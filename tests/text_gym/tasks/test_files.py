@@ -41,8 +41,11 @@ def test_from_jsonl_reads_both_reference_forms_and_skips_blank_lines(tmp_path):
         ('{"prompt": "  ", "reference": "b"}\n', 1, "non-empty string"),
         ('{"prompt": "a", "reference": "b", "split": "dev"}\n', 1, "expected 'split' to be one of .* got 'dev'"),
         ('{"prompt": "a", "reference": "b", "source": ""}\n', 1, "expected 'source' to be a non-empty string"),
-        ('{"prompt": "a", "reference": "b", "split": "test"}\n{"prompt": "A", "reference": "c", "split": "train"}\n',
-         2, "line 1, with split 'test'; expected the same split, got 'train'"),
+        (
+            '{"prompt": "a", "reference": "b", "split": "test"}\n{"prompt": "A", "reference": "c", "split": "train"}\n',
+            2,
+            "line 1, with split 'test'; expected the same split, got 'train'",
+        ),
     ],
 )
 def test_from_jsonl_errors_name_file_and_line(tmp_path, text, line, match):

@@ -50,9 +50,15 @@ def test_objects_lists_and_jsonl_paths(tmp_path):
     assert make_task([("Say: b", ["b"])])[0] == Sample("Say: b", ("b",))
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps({"prompt": "p", "reference": "r", "split": "test"}) + "\n", encoding="utf-8")
-    assert [tuple(s) for s in make_task(path, "test")] == [tuple(s) for s in make_task(str(path), "all")] == [("p", ("r",))]
+    assert (
+        [tuple(s) for s in make_task(path, "test")]
+        == [tuple(s) for s in make_task(str(path), "all")]
+        == [("p", ("r",))]
+    )
     path.write_text(
-        json.dumps({"prompt": "p", "reference": "r", "split": "test"}) + "\n" + json.dumps({"prompt": "q", "reference": "s", "split": "test"})
+        json.dumps({"prompt": "p", "reference": "r", "split": "test"})
+        + "\n"
+        + json.dumps({"prompt": "q", "reference": "s", "split": "test"})
     )
     assert len(make_task(path, "test")) == 2  # an edited file is read again
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):

@@ -16,8 +16,10 @@ from text_gym.tasks.base import normalize_text
 def rewriting_records(n: int = 300) -> list[dict]:
     # The shape of the user report in the issue: an instruction prompt around the sentence to rewrite.
     return [
-        {"prompt": f"Rewrite in simple English: sentence number {i} is rather verbose.",
-         "reference": f"sentence {i} is long."}
+        {
+            "prompt": f"Rewrite in simple English: sentence number {i} is rather verbose.",
+            "reference": f"sentence {i} is long.",
+        }
         for i in range(n)
     ]
 
