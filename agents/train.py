@@ -325,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "margin = BLEU minus the best of untrained and copy-prompt:\n"
             )
             print(results_table(rows))
-            for prompt, text, reward in evaluations[-1].samples():
+            shown = next(e for e in reversed(evaluations) if e.label.endswith("greedy"))
+            print(f"\n{shown.label}, first prompts:")
+            for prompt, text, reward in shown.samples():
                 print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
     return results
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,51 +198,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_two_processes(*target: str) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``target`` in two CPU processes on a free port; returns the finished run."""
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()), *target]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300, env=env)
+
+
 @pytest.mark.slow
 def test_accelerate_two_cpu_processes_keep_replicas_in_sync(tmp_path):
     script, done = tmp_path / "train_ddp.py", tmp_path / "done.txt"
     script.write_text(ACCELERATE_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_cpu_threads_per_process",
-        "1",
-        "--main_process_port",
-        str(free_port()),
-        str(script),
-        str(done),
-    ]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(root)},
-    )
+    result = launch_two_processes(str(script), str(done))
     assert result.returncode == 0, result.stderr[-3000:]
     assert done.exists() and "terminate called" not in result.stderr
 
 
 @pytest.mark.slow
 def test_the_command_line_under_accelerate_ends_cleanly(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_cpu_threads_per_process",
-        "1",
-        "--main_process_port",
-        str(free_port()),
+    cli = [
         "-m",
         "agents.train",
         *TINY,
@@ -254,14 +231,7 @@ def test_the_command_line_under_accelerate_ends_cleanly(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(root)},
-    )
+    result = launch_two_processes(*cli)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "model.zip").exists() and "terminate called" not in result.stderr
 
