@@ -140,17 +140,14 @@ class LMPolicy(ActorCriticPolicy):
         self.share_features_extractor = True
         self.action_dist = CategoricalDistribution(int(action_space.n))
         self.actor_critic = LMActorCritic(**self.lm_kwargs)
-        self._check_model(tokenizer)
+        # Logits against the action space, and eos against the tokenizer the actor-critic loaded.
+        self.actor_critic.check_env(int(self.action_space.n))
         self.kv_cache = RolloutKVCache()
         self.optimizer = self.optimizer_class(
             [p for p in self.parameters() if p.requires_grad], lr=lr_schedule(1), **self.optimizer_kwargs
         )
         # Any optimizer step makes the cached keys and values stale.
         self.optimizer.register_step_post_hook(lambda *_: self.kv_cache.clear())
-
-    # ------------------------------------------------------------------ checks
-    def _check_model(self, tokenizer: Any) -> None:
-        self.actor_critic.check_env(int(self.action_space.n))  # checks the tokenizer the actor-critic loaded
 
     # ------------------------------------------------------------------ SB3 API
     def forward(

@@ -33,6 +33,7 @@ from agents.checkpoint import (
     PeriodicCheckpoints,
     archive_path,
     read_archive,
+    restore_rng,
     restore_trainer_state,
     rng_state,
     schedule_from_json,
@@ -557,8 +558,6 @@ class TrainerBase:
         return (self.num_timesteps, *rng_state(self._np_random, self._generator))
 
     def _rewind(self, snapshot: tuple[int, dict[str, torch.Tensor], dict[str, Any]]) -> None:
-        from agents.checkpoint import restore_rng
-
         self.num_timesteps, tensors, meta = snapshot
         restore_rng(self._np_random, self._generator, tensors, meta)
 
