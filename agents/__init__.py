@@ -1,21 +1,27 @@
-"""agents: language-model policies, baseline agents and trainers for text_gym.
+"""agents: language-model policies, baseline agents, trainers and the evaluator for text_gym.
 
-- ``LMActorCritic`` (:mod:`agents.lm`): a causal LM with a value head; what every agent shares.
-- ``LMPolicy`` (:mod:`agents.policy`): an SB3 ``ActorCriticPolicy`` for stock ``PPO``, ``A2C``
-  and sb3-contrib's ``MaskablePPO``, with a per-env KV cache for fast rollouts::
+Where things live (each folder has one job):
+
+- :mod:`agents.modeling`: ``LMActorCritic`` (a causal LM with a value head, what every agent
+  shares), model loading, token helpers and the KV cache.
+- :mod:`agents.sb3`: ``LMPolicy`` for stock SB3 ``PPO`` and ``A2C``, and ``MaskableLMPolicy`` for
+  sb3-contrib's ``MaskablePPO``::
 
       from stable_baselines3 import PPO
       from agents import LMPolicy
 
       model = PPO(LMPolicy, env, policy_kwargs={"model": "smollm2-135m"})
 
-- ``SequencePPO`` and ``GRPO`` (:mod:`agents.sequence_ppo`, :mod:`agents.grpo`): sequence-level
-  trainers with the SB3 API that decode whole episodes with one batched KV cache; the command
-  line ``python -m agents.train`` trains and evaluates one.
-- Baseline agents (:mod:`agents.baselines`): ``RandomAgent``, ``GreedyLMAgent``,
-  ``SamplingLMAgent``, ``BeamSearchLMAgent`` and ``ReferenceAgent``.
+- :mod:`agents.trainers`: ``GRPO`` and ``SequencePPO``, sequence-level trainers with the SB3 API
+  that decode whole episodes with one batched KV cache.
+- :mod:`agents.baselines`: ``RandomAgent``, ``GreedyLMAgent``, ``SamplingLMAgent``,
+  ``BeamSearchLMAgent``, ``ReferenceAgent`` and ``CopyPromptAgent``.
+- :mod:`agents.evaluation`: the one evaluator (and episode loop) behind every report.
+- :mod:`agents.train`: the command line, ``python -m agents.train``; :mod:`agents.demo`.
 
-Names are imported lazily, so ``import agents`` stays cheap.
+Names are imported lazily, so ``import agents`` stays cheap. The flat module paths of 0.1
+(``agents.grpo``, ``agents.policy``...) still import, with a ``DeprecationWarning``
+(see :mod:`agents._moved`).
 """
 
 from __future__ import annotations
@@ -23,39 +29,48 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from agents import _moved
+
+_moved.install()
+
 _EXPORTS: dict[str, str] = {
-    "LMActorCritic": "agents.lm",
-    "LMOutput": "agents.lm",
-    "LMPolicy": "agents.policy",
-    "RolloutKVCache": "agents.kv_cache",
+    "LMActorCritic": "agents.modeling.lm",
+    "LMOutput": "agents.modeling.lm",
+    "RolloutKVCache": "agents.modeling.kv_cache",
+    "LMPolicy": "agents.sb3.policy",
+    "MaskableLMPolicy": "agents.sb3.maskable",
     "Agent": "agents.baselines",
     "RandomAgent": "agents.baselines",
     "GreedyLMAgent": "agents.baselines",
     "SamplingLMAgent": "agents.baselines",
     "BeamSearchLMAgent": "agents.baselines",
     "ReferenceAgent": "agents.baselines",
-    "run_episodes": "agents.baselines",
-    "GRPO": "agents.grpo",
-    "GRPOConfig": "agents.grpo",
-    "SequencePPO": "agents.sequence_ppo",
-    "SequencePPOConfig": "agents.sequence_ppo",
+    "CopyPromptAgent": "agents.baselines",
+    "run_episodes": "agents.evaluation",
+    "evaluate": "agents.evaluation",
+    "GRPO": "agents.trainers.grpo",
+    "GRPOConfig": "agents.trainers.grpo",
+    "SequencePPO": "agents.trainers.sequence_ppo",
+    "SequencePPOConfig": "agents.trainers.sequence_ppo",
 }
 
 if TYPE_CHECKING:
     from agents.baselines import (
         Agent,
         BeamSearchLMAgent,
+        CopyPromptAgent,
         GreedyLMAgent,
         RandomAgent,
         ReferenceAgent,
         SamplingLMAgent,
-        run_episodes,
     )
-    from agents.grpo import GRPO, GRPOConfig
-    from agents.kv_cache import RolloutKVCache
-    from agents.lm import LMActorCritic, LMOutput
-    from agents.policy import LMPolicy
-    from agents.sequence_ppo import SequencePPO, SequencePPOConfig
+    from agents.evaluation import evaluate, run_episodes
+    from agents.modeling.kv_cache import RolloutKVCache
+    from agents.modeling.lm import LMActorCritic, LMOutput
+    from agents.sb3.maskable import MaskableLMPolicy
+    from agents.sb3.policy import LMPolicy
+    from agents.trainers.grpo import GRPO, GRPOConfig
+    from agents.trainers.sequence_ppo import SequencePPO, SequencePPOConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -66,19 +81,22 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "GRPO",
-    "GRPOConfig",
-    "SequencePPO",
-    "SequencePPOConfig",
     "Agent",
     "BeamSearchLMAgent",
+    "CopyPromptAgent",
+    "GRPO",
+    "GRPOConfig",
     "GreedyLMAgent",
     "LMActorCritic",
     "LMOutput",
     "LMPolicy",
+    "MaskableLMPolicy",
     "RandomAgent",
     "ReferenceAgent",
     "RolloutKVCache",
     "SamplingLMAgent",
+    "SequencePPO",
+    "SequencePPOConfig",
+    "evaluate",
     "run_episodes",
 ]

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.baselines import Agent, CopyPromptAgent, GreedyLMAgent, ReferenceAgent, SamplingLMAgent
+from text_gym.errors import check_positive_int
 
 __all__ = [
     "TRIVIAL_LABELS",
@@ -39,6 +40,7 @@ __all__ = [
     "lm_evaluations",
     "make_eval_envs",
     "play",
+    "run_episodes",
     "score_episodes",
     "trivial_evaluations",
 ]
@@ -121,20 +123,21 @@ def play(
     Returns:
         The episodes in ``indices`` order and the wall time in seconds; see :class:`Evaluation`.
     """
-    todo = iter(indices)
+    todo = iter(enumerate(indices))
     obs: list[Any] = [None] * len(envs)
-    playing: list[int] = [-1] * len(envs)  # the task index of each row's episode
+    playing: list[tuple[int, int]] = [(-1, -1)] * len(envs)  # (position in indices, task index) of each row
+    returns = [0.0] * len(envs)
     live = [False] * len(envs)
     episodes: dict[int, dict[str, Any]] = {}
 
     def start(row: int, first: bool) -> None:
-        index = next(todo, None)
+        position, index = next(todo, (None, None))
         if index is None:
             live[row] = False
             return
         obs[row], info = envs[row].reset(seed=seed * 1000 + row if first else None, options={"index": int(index)})
         agent.reset([info], rows=[row])
-        live[row], playing[row] = True, int(index)
+        live[row], playing[row], returns[row] = True, (position, int(index)), 0.0
 
     begin = time.perf_counter()
     for row in range(len(envs)):
@@ -147,20 +150,22 @@ def play(
         for row, env in enumerate(envs):
             if not live[row]:
                 continue
-            obs[row], _, terminated, truncated, info = env.step(int(actions[row]))
+            obs[row], reward, terminated, truncated, info = env.step(int(actions[row]))
+            returns[row] += float(reward)
             if terminated or truncated:
                 live[row] = False
-                episodes[playing[row]] = _episode(env.unwrapped, playing[row], info, terminated)
+                position, index = playing[row]
+                episodes[position] = _episode(env.unwrapped, index, info, terminated, returns[row])
                 if not row_free:
                     start(row, first=False)
         if row_free and not any(live):
             for row in range(len(envs)):
                 start(row, first=False)
     seconds = time.perf_counter() - begin
-    return [episodes[int(i)] for i in indices], seconds
+    return [episodes[position] for position in range(len(indices))], seconds
 
 
-def _episode(env: Any, index: int, info: dict[str, Any], terminated: bool) -> dict[str, Any]:
+def _episode(env: Any, index: int, info: dict[str, Any], terminated: bool, total: float) -> dict[str, Any]:
     ids = env.reply_ids()
     sample = env.task[index]
     return {
@@ -169,10 +174,31 @@ def _episode(env: Any, index: int, info: dict[str, Any], terminated: bool) -> di
         "source": sample.source,
         "text": info["text"],
         "references": list(sample.references),
-        "scores": dict(info["scores"]),
+        "scores": {name: float(value) for name, value in info["scores"].items()},
         "tokens": (ids[:-1] if terminated else ids).tolist(),
         "steps": len(ids),
+        "return": total,
     }
+
+
+def run_episodes(
+    env: gym.Env, agent: Agent, n_episodes: int, seed: int | None = None, deterministic: bool = True
+) -> list[dict[str, Any]]:
+    """Play ``n_episodes`` episodes of one env on prompts drawn from its task with ``seed``.
+
+    The same loop as :func:`evaluate` (:func:`play`), for a quick look at an agent on any env.
+
+    Returns:
+        One dict per episode: ``"return"`` (the sum of the env's rewards), ``"length"`` (steps),
+        and the episode's ``"index"``, ``"prompt"``, ``"text"``, ``"references"`` and ``"scores"``.
+
+    Raises:
+        ValueError: ``n_episodes`` is not a positive int.
+    """
+    check_positive_int("n_episodes", n_episodes)
+    indices = np.random.default_rng(seed).integers(len(env.unwrapped.task), size=n_episodes).tolist()
+    episodes, _ = play(agent, [env], indices, 0 if seed is None else seed, deterministic)
+    return [{**episode, "length": episode["steps"]} for episode in episodes]
 
 
 def score_episodes(episodes: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -226,9 +252,9 @@ def evaluate(
     Raises:
         ValueError: ``n_episodes`` or ``batch_size`` is not a positive int, or ``seeds`` is empty.
     """
-    for name, value in (("batch_size", batch_size), ("n_episodes", n_episodes)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}: expected a positive int, got {value!r}.")
+    check_positive_int("batch_size", batch_size)
+    if n_episodes is not None:
+        check_positive_int("n_episodes", n_episodes)
     if not seeds:
         raise ValueError("seeds: expected at least one seed, got none.")
     envs = make_eval_envs(env_id, env_kwargs, split, batch_size)

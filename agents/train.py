@@ -34,12 +34,12 @@ import torch
 
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
-from agents.checkpoint import PeriodicCheckpoints
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
-from agents.grpo import GRPO
-from agents.interrupts import TrainingInterrupted
-from agents.sequence_ppo import SequencePPO
-from agents.trainer_base import TrainerBase
+from agents.trainers.base import TrainerBase
+from agents.trainers.checkpoint import PeriodicCheckpoints
+from agents.trainers.grpo import GRPO
+from agents.trainers.interrupts import TrainingInterrupted
+from agents.trainers.sequence_ppo import SequencePPO
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 

@@ -63,7 +63,7 @@ def lm_step_seconds(model_name: str, batch: int) -> float:
     """Seconds per new token of ``model.generate`` (KV cache) at this batch size: the yardstick."""
     import torch
 
-    from text_gym.models import load_model
+    from agents.modeling.loading import load_model
 
     model = load_model(model_name)
     prompt = torch.randint(10, 1000, (batch, 48))

@@ -251,7 +251,7 @@ class PeakMemory:
 
         import torch
 
-        from agents.trainer_utils import resolve_device
+        from agents.modeling.loading import resolve_device
 
         self.cuda = resolve_device(device).type == "cuda"
         self.kind = "cuda max_memory_allocated" if self.cuda else "rss"
@@ -305,9 +305,9 @@ def load_policy(model: str, device: str, tokenizer: str) -> Any:
     Raises:
         ValueError: A trainer checkpoint was trained on envs with another tokenizer than ``tokenizer``.
     """
-    from agents.checkpoint import read_archive
-    from agents.lm import LMActorCritic
-    from agents.trainer_utils import resolve_device
+    from agents.modeling.lm import LMActorCritic
+    from agents.modeling.loading import resolve_device
+    from agents.trainers.checkpoint import read_archive
 
     path = Path(model)
     if path.suffix == ".zip":
@@ -410,7 +410,7 @@ def evaluate_agent(
     if spec.kind in LM_KINDS:
         # The first model built in a process costs ~90 MB of one-off transformers/torch set-up,
         # whatever its size; pay it with the 90k-parameter model, outside the measurement.
-        from text_gym.models import build_tiny_model
+        from agents.modeling.loading import build_tiny_model
 
         build_tiny_model()
     memory = PeakMemory(args.device)

@@ -36,7 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import text_gym  # noqa: F401  (registers the environments)
 from agents.evaluation import add_margins, lm_evaluations, trivial_evaluations
-from agents.grpo import GRPO
+from agents.trainers.grpo import GRPO
 from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
 
 COLUMNS = [

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from agents.policy import LMPolicy
+from agents.sb3.policy import LMPolicy
 from benchmarks.common import markdown_table, parse_args, write_report
 
 
@@ -155,7 +155,7 @@ def train_tokens_per_second(model, group_prefixes: bool) -> float:
 
 
 def main(args: Args) -> list[dict]:
-    from text_gym.models import load_model
+    from agents.modeling.loading import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

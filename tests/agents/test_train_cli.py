@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.grpo import GRPO
 from agents.train import main, parse_args
+from agents.trainers.grpo import GRPO
 from text_gym.tasks import make_task
 
 TINY = [
@@ -168,7 +168,7 @@ ACCELERATE_SCRIPT = """
 import sys
 import torch
 from accelerate import Accelerator
-from agents.grpo import GRPO
+from agents.trainers.grpo import GRPO
 from text_gym.envs.text_gen import TextGenEnv
 
 accelerator = Accelerator(cpu=True)
@@ -238,6 +238,6 @@ def test_the_command_line_under_accelerate_ends_cleanly(tmp_path):
 
 def test_trainers_are_exported_from_agents():
     import agents
-    from agents.sequence_ppo import SequencePPO
+    from agents.trainers.sequence_ppo import SequencePPO
 
     assert agents.GRPO is GRPO and agents.SequencePPO is SequencePPO

@@ -116,7 +116,7 @@ def test_play_gives_every_agent_the_same_prompts(row_free: bool) -> None:
 
 
 def test_trained_checkpoint_agent(tmp_path: Path) -> None:
-    from agents.grpo import GRPO
+    from agents.trainers.grpo import GRPO
 
     trainer = GRPO(
         "tiny",
@@ -193,7 +193,7 @@ def test_bar_chart_and_curves_are_pngs(tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_another_tokenizer_is_refused(tmp_path: Path) -> None:
-    from agents.grpo import GRPO
+    from agents.trainers.grpo import GRPO
 
     trainer = GRPO(
         "tiny", "TextGen-Copy-v0", env_kwargs={"tokenizer": "tiny"}, n_envs=2, group_size=2, verbose=0, device="cpu"

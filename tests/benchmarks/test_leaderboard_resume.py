@@ -171,7 +171,7 @@ def test_unwritable_out_and_readme_without_markers_fail_before_any_agent_plays(t
 def test_checkpoint_of_another_tokenizer_is_refused_before_any_agent_plays(
     tmp_path: Path, played: dict, capsys
 ) -> None:
-    from agents.grpo import GRPO
+    from agents.trainers.grpo import GRPO
 
     trainer = GRPO(
         "tiny", "TextGen-Copy-v0", env_kwargs={"tokenizer": "tiny"}, n_envs=2, group_size=2, verbose=0, device="cpu"

@@ -24,7 +24,7 @@ from string import ascii_lowercase
 
 import numpy as np
 
-from text_gym.errors import DatasetError
+from text_gym.errors import DatasetError, check_positive_int
 from text_gym.tasks.base import ALL, SPLITS, ListTask, Sample, check_split, split_of, stable_hash
 
 SIZES = {"train": 2000, "validation": 200, "test": 200}
@@ -147,8 +147,7 @@ class SyntheticTask(ListTask):
             super().__init__([s for part in SPLITS for s in SyntheticTask(kind, part)], name=kind)
             return
         size = SIZES[split] if size is None else size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"Expected size to be a positive int, got {size!r}.")
+        check_positive_int("size", size)
         generate, rng = GENERATORS[kind], np.random.default_rng(stable_hash(f"{kind}/{split}"))
         samples: dict[str, Sample] = {}  # by prompt: no duplicates within a split
         for _ in range(100 * size):

@@ -12,7 +12,7 @@ The replies are exactly what the env would accept: the prompt is the env's own e
 template included), the reply is a reference tokenized without special tokens and cut to the
 env's ``max_new_tokens``, ending with end-of-sequence when it fits. The loss is the mean negative
 log-likelihood of the reply tokens under the same tempered, vocabulary-limited policy that RL
-samples from (:func:`agents.rollout.score_tokens`).
+samples from (:func:`agents.trainers.scoring.score_tokens`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.rollout import RolloutBatch, score_tokens
+from agents.trainers.rollout import RolloutBatch
+from agents.trainers.scoring import score_tokens
 
 __all__ = ["reference_batch", "teacher_forcing"]
 
@@ -91,7 +92,7 @@ def teacher_forcing(
     whichever comes first. A fresh AdamW is used, so the RL optimizer that follows starts clean.
 
     Args:
-        model: The actor-critic (``agents.lm.LMActorCritic``).
+        model: The actor-critic (``agents.modeling.lm.LMActorCritic``).
         env: An unwrapped TextGen env on the split to train on (normally ``"train"``).
         total_tokens: Reply tokens to train on (None: only ``max_seconds`` limits).
         max_seconds: CPU-seconds budget of this process (None: only ``total_tokens`` limits).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.lm import LMActorCritic, positions_from_mask
+from agents.modeling.lm import LMActorCritic
+from agents.modeling.tokens import positions_from_mask
 
 
 def make(**kwargs) -> LMActorCritic:

@@ -1,7 +1,7 @@
 """A causal language model with a value head: the actor-critic every agent and trainer shares.
 
 ``LMActorCritic`` wraps a transformers causal LM (a preset name, a local folder or a model object,
-loaded through :mod:`text_gym.models`), optionally with LoRA adapters (peft), and adds a critic:
+loaded through :mod:`agents.modeling.loading`), optionally with LoRA adapters (peft), and adds a critic:
 
 - ``critic="shared"`` (default): a value head ``nn.Linear(hidden, 1)`` on the LM's last hidden
   state, as in TRL's ``AutoModelForCausalLMWithValueHead``. One trunk, one forward pass.
@@ -31,6 +31,19 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from agents.modeling.loading import check_compatible, model_logits_size
+from agents.modeling.prepare import (
+    add_lora,
+    copy_trunk,
+    enable_checkpointing,
+    load_lm,
+)
+from agents.modeling.prepare import (
+    disable_dropout as zero_dropout,
+)
+from agents.modeling.tokens import positions_from_mask
+from text_gym.tokenization import load_tokenizer
 
 CRITICS: tuple[str, ...] = ("shared", "separate")
 _CONFIG_FILE = "actor_critic.json"
@@ -66,19 +79,6 @@ class LMOutput:
     logits: torch.Tensor
     values: torch.Tensor
     cache: Any = None
-
-
-def positions_from_mask(attention_mask: torch.Tensor, num_new: int | None = None) -> torch.Tensor:
-    """Return ``(B, num_new)`` position ids: the cumulative count of real tokens, minus one.
-
-    Padding gets position 0 (it is masked anyway). With a KV cache, ``attention_mask`` covers the
-    cached and the new tokens, and only the last ``num_new`` positions are returned.
-
-    >>> positions_from_mask(torch.tensor([[0, 0, 1, 1, 1]])).tolist()
-    [[0, 0, 0, 1, 2]]
-    """
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    return positions if num_new is None else positions[:, -num_new:]
 
 
 class LMActorCritic(nn.Module):
@@ -131,26 +131,26 @@ class LMActorCritic(nn.Module):
         self.critic_layers = critic_layers
         self.gradient_checkpointing = gradient_checkpointing
 
-        lm = _load_lm(model, device, dtype)
+        lm = load_lm(model, device, dtype)
         if disable_dropout:
-            _disable_dropout(lm)
+            zero_dropout(lm)
         device = next(lm.parameters()).device
         if tokenizer is None and self.model_spec is not None:
             tokenizer = self.model_spec
-        self.tokenizer = _load_tokenizer(tokenizer) if tokenizer is not None else None
-        self.logits_size = _logits_size(lm)
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        self.logits_size = model_logits_size(lm)
         hidden = int(lm.config.get_text_config().hidden_size)
 
         # The critic's trunk is copied before LoRA wraps the LM, so it never carries adapters.
         self.critic_trunk: nn.Module | None = None
         if critic == "separate":
-            self.critic_trunk = _copy_trunk(lm.get_decoder(), critic_layers)
+            self.critic_trunk = copy_trunk(lm.get_decoder(), critic_layers)
         if gradient_checkpointing:
             for module in (lm, self.critic_trunk):
                 if module is not None:
-                    _enable_checkpointing(module)
+                    enable_checkpointing(module)
         if lora is not None:
-            lm = _add_lora(lm, lora)
+            lm = add_lora(lm, lora)
         self.lm = lm
         # Zero init: the first value estimates are 0 and the first updates do not fight the LM.
         self.value_head = nn.Linear(hidden, 1, device=device, dtype=torch.float32)
@@ -176,8 +176,6 @@ class LMActorCritic(nn.Module):
                 "the env's tokenizer to belong to the model. Use the same preset for both (e.g. tokenizer='tiny' with "
                 "model='tiny')."
             )
-        from text_gym.models import check_compatible
-
         for known in {id(t): t for t in (tokenizer, self.tokenizer) if t is not None}.values():
             check_compatible(self.lm, known)
             if len(known) > num_actions:
@@ -379,90 +377,3 @@ class LMActorCritic(nn.Module):
                 f"{directory / _HEADS_FILE} does not match this critic: missing {missing}, unexpected {unexpected}."
             )
         return actor_critic
-
-
-# ---------------------------------------------------------------------- helpers
-def _load_lm(model: str | os.PathLike[str] | nn.Module, device: Any, dtype: Any) -> nn.Module:
-    if isinstance(model, nn.Module):
-        if not hasattr(model, "get_output_embeddings"):
-            raise TypeError(f"model must be a transformers causal LM, got {type(model).__name__}.")
-        if device not in (None, "auto") or dtype is not None:
-            model = model.to(device=None if device in (None, "auto") else device, dtype=_dtype(dtype))
-        return model
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be a preset name, a folder or a PreTrainedModel, got {type(model).__name__}.")
-    from text_gym.models import load_model, resolve_device
-
-    device = torch.device(resolve_device("auto" if device is None else device))
-    dtype = _dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    return load_model(model, device=device, dtype=dtype)
-
-
-def _load_tokenizer(tokenizer: Any) -> Any:
-    if isinstance(tokenizer, (str, os.PathLike)):
-        from text_gym.tokenization import load_tokenizer
-
-        return load_tokenizer(tokenizer)
-    return tokenizer
-
-
-def _logits_size(lm: nn.Module) -> int:
-    try:
-        from text_gym.models import model_logits_size
-
-        return int(model_logits_size(lm))
-    except ImportError:  # pragma: no cover - text_gym.models predates this helper in old trees
-        return int(lm.get_output_embeddings().weight.shape[0])
-
-
-def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return None
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"dtype must be a torch dtype or its name (e.g. 'bfloat16'), got {dtype!r}.")
-    return resolved
-
-
-def _add_lora(lm: nn.Module, lora: dict[str, Any]) -> nn.Module:
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as error:  # pragma: no cover - peft ships with the agents extra
-        raise ImportError("LoRA needs peft: pip install 'text_gym[agents]' (or pip install peft).") from error
-    options = {"task_type": "CAUSAL_LM", "target_modules": "all-linear", **lora}
-    return get_peft_model(lm, LoraConfig(**options))
-
-
-def _copy_trunk(decoder: nn.Module, layers: int | None) -> nn.Module:
-    trunk = copy.deepcopy(decoder)
-    if layers is not None:
-        blocks = getattr(trunk, "layers", None)
-        if not isinstance(blocks, nn.ModuleList):
-            raise ValueError(f"critic_layers needs a decoder with a `layers` ModuleList, got {type(trunk).__name__}.")
-        if layers > len(blocks):
-            raise ValueError(f"critic_layers must be at most the {len(blocks)} layers of the LM, got {layers}.")
-        trunk.layers = blocks[:layers]
-        trunk.config.num_hidden_layers = layers
-        if isinstance(getattr(trunk.config, "layer_types", None), list):
-            trunk.config.layer_types = trunk.config.layer_types[:layers]
-    return trunk.requires_grad_(True)
-
-
-def _enable_checkpointing(module: nn.Module) -> None:
-    # use_reentrant=False: gradients reach LoRA adapters without enable_input_require_grads().
-    options = {"use_reentrant": False}
-    if hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.x
-        module.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-    else:
-        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
-
-
-def _disable_dropout(module: nn.Module) -> None:
-    for sub in module.modules():
-        if isinstance(sub, nn.Dropout):
-            sub.p = 0.0
-        for name in ("attention_dropout", "dropout"):
-            if isinstance(getattr(sub, name, None), float):
-                setattr(sub, name, 0.0)

@@ -23,8 +23,8 @@ from typing import ClassVar
 
 import torch
 
-from agents.rollout import RolloutBatch
-from agents.trainer_base import TrainerBase, TrainerConfig
+from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.rollout import RolloutBatch
 
 __all__ = ["AdaptiveKLController", "SequencePPO", "SequencePPOConfig", "gae"]
 
@@ -137,7 +137,7 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
 class SequencePPO(TrainerBase):
     """PPO over whole replies with a value head and a per-token KL penalty; see the module docstring.
 
-    Args: as :class:`~agents.trainer_base.TrainerBase`; keyword arguments are the fields of
+    Args: as :class:`~agents.trainers.base.TrainerBase`; keyword arguments are the fields of
     :class:`SequencePPOConfig` (``learning_rate``, ``n_envs``, ``n_epochs``, ``batch_size``,
     ``micro_batch_size``, ``clip_range``, ``kl_coef``, ``kl_target``...).
     """

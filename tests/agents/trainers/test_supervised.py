@@ -8,8 +8,8 @@ import torch
 
 from agents.baselines import GreedyLMAgent
 from agents.evaluation import evaluate
-from agents.grpo import GRPO
-from agents.supervised import reference_batch
+from agents.trainers.grpo import GRPO
+from agents.trainers.supervised import reference_batch
 from text_gym.envs.text_gen import TextGenEnv
 
 

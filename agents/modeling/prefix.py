@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from agents.lm import LMActorCritic
+from agents.modeling.lm import LMActorCritic
 
 
 def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,13 +15,13 @@ sb3-contrib's ``MaskableActorCriticPolicy`` and applies the masks it is given.
 What makes it fast:
 
 - Rollouts: SB3 calls the policy once per step with every env's whole observation. A
-  :class:`~agents.kv_cache.RolloutKVCache` keeps a KV cache row per env and runs only the token
+  :class:`~agents.modeling.kv_cache.RolloutKVCache` keeps a KV cache row per env and runs only the token
   appended since the last call, as ``model.generate`` does; resets and anything unexpected are
   recomputed. The policy runs the chosen token right after choosing it, so the next step (and
   SB3's value of a terminal observation) finds its outputs ready. The cache is cleared whenever the weights may change (``set_training_mode(True)``,
   every optimizer step, ``load_state_dict``).
 - Training: ``evaluate_actions`` runs one forward pass per episode prefix present in the minibatch
-  (:func:`~agents.prefix.grouped_last_token_outputs`) instead of one per step.
+  (:func:`~agents.modeling.prefix.grouped_last_token_outputs`) instead of one per step.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from agents.kv_cache import RolloutKVCache
-from agents.lm import LMActorCritic
-from agents.prefix import grouped_last_token_outputs, last_token_outputs
+from agents.modeling.kv_cache import RolloutKVCache
+from agents.modeling.lm import LMActorCritic
+from agents.modeling.prefix import grouped_last_token_outputs, last_token_outputs
 
 OBS_KEYS: tuple[str, str] = ("input_ids", "attention_mask")
 
@@ -57,7 +57,7 @@ class LMPolicy(ActorCriticPolicy):
     - the action space is ``Discrete(n)`` with ``n`` the model's logits size (a mismatch means the
       env's tokenizer belongs to another model);
     - when a tokenizer is known (``tokenizer=`` here, or the preset/folder named by ``model``), it
-      fits the model (:func:`text_gym.models.check_compatible`: enough logits, same eos) and its
+      fits the model (:func:`agents.modeling.loading.check_compatible`: enough logits, same eos) and its
       vocabulary fits in the action space.
 
     Args:
@@ -70,7 +70,7 @@ class LMPolicy(ActorCriticPolicy):
         lora: ``peft.LoraConfig`` keyword arguments (e.g. ``{"r": 16}``), or ``None`` to train the whole LM.
         gradient_checkpointing: Trade compute for memory in ``evaluate_actions``.
         critic: ``"shared"`` (value head on the LM's last hidden state) or ``"separate"`` (a copy of
-            the trunk); see :class:`~agents.lm.LMActorCritic`.
+            the trunk); see :class:`~agents.modeling.lm.LMActorCritic`.
         critic_layers: Layers kept in a separate critic's trunk (``None``: all).
         device: ``"auto"`` loads on CUDA when available (bfloat16 there). SB3 then moves the policy
             to the algorithm's ``device``; keep both the same.

@@ -24,8 +24,8 @@ from typing import ClassVar, Literal
 import gymnasium as gym
 import torch
 
-from agents.rollout import RolloutBatch
-from agents.trainer_base import TrainerBase, TrainerConfig
+from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.rollout import RolloutBatch
 
 __all__ = ["GRPO", "GRPOConfig", "group_advantages"]
 
@@ -83,7 +83,7 @@ def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True,
 class GRPO(TrainerBase):
     """Group Relative Policy Optimization with SB3's API; see the module docstring.
 
-    Args: as :class:`~agents.trainer_base.TrainerBase`; keyword arguments are the fields of
+    Args: as :class:`~agents.trainers.base.TrainerBase`; keyword arguments are the fields of
     :class:`GRPOConfig` (``learning_rate``, ``n_envs``, ``group_size``, ``beta``, ``n_epochs``,
     ``batch_size``, ``micro_batch_size``, ``loss_type``...).
     """

@@ -2,7 +2,7 @@
 
 A trainer here looks like a Stable-Baselines3 algorithm from the outside (``learn``, ``predict``,
 ``save``/``load``, ``get_env``, ``logger``, ``num_timesteps``, SB3 callbacks) but does its work on
-whole sequences: :func:`agents.rollout.collect_rollout` plays one episode per sub-env with a KV
+whole sequences: :func:`agents.trainers.rollout.collect_rollout` plays one episode per sub-env with a KV
 cache, and each update epoch scores every episode with one forward pass. Subclasses provide
 ``_prepare(batch)`` (advantages and the like, under ``no_grad``) and ``_loss(batch, ...)`` (the loss
 of one micro-batch), as SB3's ``PPO`` overrides ``train`` on top of ``OnPolicyAlgorithm``.
@@ -28,7 +28,10 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.utils import set_random_seed
 
-from agents.checkpoint import (
+from agents.modeling.loading import resolve_device
+from agents.modeling.tokens import positions_from_mask
+from agents.trainers.callbacks import TokenProgressBar
+from agents.trainers.checkpoint import (
     CheckpointError,
     PeriodicCheckpoints,
     archive_path,
@@ -40,17 +43,12 @@ from agents.checkpoint import (
     trainer_state,
     write_archive,
 )
-from agents.interrupts import TrainingInterrupted, catch_signals
-from agents.rollout import (
-    EnvSpec,
-    RolloutBatch,
-    collect_rollout,
-    env_attributes,
-    make_vec_env,
-    position_ids_from_mask,
-    score_tokens,
-)
-from agents.trainer_utils import TokenProgressBar, TrainerConfig, build_actor_critic, resolve_device
+from agents.trainers.config import TrainerConfig, build_actor_critic
+from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
+from agents.trainers.interrupts import TrainingInterrupted, catch_signals
+from agents.trainers.rollout import RolloutBatch, collect_rollout
+from agents.trainers.scoring import score_tokens
+from text_gym.errors import check_positive_int
 
 __all__ = ["PeriodicCheckpoints", "TrainerBase", "TrainerConfig", "TrainingInterrupted"]
 
@@ -109,7 +107,7 @@ class TrainerBase:
         self.policy = build_actor_critic(policy, self.policy_kwargs, device=self.device)
         self.env_id: str | None = None
         self.env: gym.vector.VectorEnv | None = None
-        self.env_spec: EnvSpec | None = None
+        self.layout: EnvLayout | None = None
         if env is not None:
             self.set_env(env)
         self.bf16 = (
@@ -144,14 +142,14 @@ class TrainerBase:
     # ------------------------------------------------------------------ SB3 API
     def set_env(self, env: Any) -> None:
         """Use ``env`` for the next rollouts (wrapped into a vector env of ``n_envs`` when needed)."""
-        vec_env = make_vec_env(env, self.config.n_envs, env_kwargs=self.env_kwargs)
-        spec = env_attributes(vec_env)
+        vec_env = make_trainer_envs(env, self.config.n_envs, env_kwargs=self.env_kwargs)
+        spec = env_layout(vec_env)
         self._check_fits(vec_env, spec)
         self._check_env(vec_env)
-        self.env, self.env_spec = vec_env, spec
+        self.env, self.layout = vec_env, spec
         self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
 
-    def _check_fits(self, env: gym.vector.VectorEnv, spec: EnvSpec) -> None:
+    def _check_fits(self, env: gym.vector.VectorEnv, spec: EnvLayout) -> None:
         """Check that the model can act in ``env`` before any step: logits, eos, context length."""
         sub_envs = getattr(env, "envs", None)
         tokenizer = sub_envs[0].unwrapped.tokenizer if sub_envs else None
@@ -205,7 +203,7 @@ class TrainerBase:
             progress_bar: Show a tqdm bar over tokens.
             checkpoint_on_interrupt: On SIGINT or SIGTERM, where to save the last complete step
                 (``"auto"``: ``<ClassName>_interrupted.zip`` in the working folder; None: nowhere)
-                before raising :class:`~agents.interrupts.TrainingInterrupted`.
+                before raising :class:`~agents.trainers.interrupts.TrainingInterrupted`.
             checkpoints: Save every few minutes between iterations (:class:`PeriodicCheckpoints`).
 
         Returns:
@@ -218,12 +216,7 @@ class TrainerBase:
         del tb_log_name
         if self.env is None:
             raise ValueError("expected an env to learn on, got None: pass one to the constructor or call set_env(env).")
-        if (
-            isinstance(total_timesteps, bool)
-            or not isinstance(total_timesteps, (int, np.integer))
-            or total_timesteps < 1
-        ):
-            raise ValueError(f"total_timesteps: expected a positive int (tokens to generate), got {total_timesteps!r}.")
+        check_positive_int("total_timesteps", total_timesteps, "tokens to generate")
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
         total_timesteps = int(total_timesteps) + (0 if reset_num_timesteps else self.num_timesteps)
@@ -269,7 +262,7 @@ class TrainerBase:
         learning_rate: float = 5e-5,
         batch_size: int = 8,
     ) -> list[dict[str, float]]:
-        """Supervised warm start: teacher forcing on the training env's references (see :mod:`agents.supervised`).
+        """Supervised warm start: teacher forcing on the training env's references (see :mod:`agents.trainers.supervised`).
 
         Call it before :meth:`learn`. It trains on the task and split of the training env (its
         first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger.
@@ -287,7 +280,7 @@ class TrainerBase:
             TypeError: The training env is not a synchronous vector env (the task must be readable here).
             ValueError: No budget, or one that is not positive.
         """
-        from agents.supervised import teacher_forcing
+        from agents.trainers.supervised import teacher_forcing
 
         if self.accelerator is not None:
             raise ValueError(
@@ -355,7 +348,7 @@ class TrainerBase:
         return collect_rollout(
             self.policy,
             self.env,
-            self.env_spec,
+            self.layout,
             seeds=self._reset_seeds(self.env.num_envs),
             temperature=self.config.temperature,
             generator=self._generator,
@@ -400,7 +393,7 @@ class TrainerBase:
         last = hi - lo - 1 - mask.flip(1).argmax(1)  # (B,) index of each row's last real token
         self.policy.eval()
         with self._autocast():
-            out = self.policy(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask))
+            out = self.policy(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask))
         logits = out.logits[torch.arange(len(ids)), last, : self._vocab_limit].float() / self.config.temperature
         if deterministic:
             actions = logits.argmax(-1)
@@ -411,7 +404,7 @@ class TrainerBase:
 
     @property
     def _vocab_limit(self) -> int:
-        return self.env_spec.vocab_limit if self.env_spec is not None else 1 << 62
+        return self.layout.vocab_limit if self.layout is not None else 1 << 62
 
     # ------------------------------------------------------------------ update machinery
     def train(self, batch: RolloutBatch) -> dict[str, float]:
@@ -578,7 +571,7 @@ class TrainerBase:
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a checkpoint that resumes this run exactly; see :mod:`agents.checkpoint`.
+        """Write a checkpoint that resumes this run exactly; see :mod:`agents.trainers.checkpoint`.
 
         The archive holds the model (``save_pretrained``), every setting, the optimizer's state,
         every random state (torch, numpy, python, the trainer's and the envs'), the counters, the

@@ -9,8 +9,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 from stable_baselines3.common.logger import configure
 
 import text_gym  # noqa: F401  (registers the environments)
-from agents.grpo import GRPO, GRPOConfig, group_advantages
-from agents.rollout import collect_rollout
+from agents.trainers.grpo import GRPO, GRPOConfig, group_advantages
+from agents.trainers.rollout import collect_rollout
 from text_gym.envs.text_gen import TextGenEnv
 
 
@@ -67,7 +67,7 @@ def test_lora_reference_needs_no_copy():
         for name, param in model.policy.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)  # move the policy away from the base model
-    batch = collect_rollout(model.policy, model.env, model.env_spec, generator=torch.Generator().manual_seed(0))
+    batch = collect_rollout(model.policy, model.env, model.layout, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         policy_logprobs, _, _ = model._score(batch)
     reference_logprobs = model._reference_logprobs(batch)
@@ -143,7 +143,7 @@ def test_a_callback_can_stop_training():
 def test_policy_class_with_policy_kwargs_and_vector_env():
     import gymnasium as gym
 
-    from agents.policy import LMPolicy
+    from agents.sb3.policy import LMPolicy
 
     envs = gym.make_vec("TextGen-Copy-v0", num_envs=4, vectorization_mode="sync", tokenizer="tiny", max_new_tokens=4)
     model = GRPO(LMPolicy, envs, policy_kwargs={"model": "tiny"}, group_size=2, verbose=0, seed=0)

@@ -9,10 +9,10 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import text_gym  # noqa: F401  (registers the environments)
-from agents.kv_cache import RolloutKVCache
-from agents.lm import LMActorCritic
-from agents.policy import LMPolicy
-from agents.prefix import group_by_prefix, grouped_last_token_outputs, last_token_outputs, left_align
+from agents.modeling.kv_cache import RolloutKVCache
+from agents.modeling.lm import LMActorCritic
+from agents.modeling.prefix import group_by_prefix, grouped_last_token_outputs, last_token_outputs, left_align
+from agents.sb3.policy import LMPolicy
 
 ENV_KWARGS = {"tokenizer": "tiny", "max_new_tokens": 4, "max_prompt_tokens": 16}
 ATOL = {"atol": 1e-5, "rtol": 1e-4}

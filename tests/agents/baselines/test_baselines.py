@@ -15,9 +15,9 @@ from agents.baselines import (
     RandomAgent,
     ReferenceAgent,
     SamplingLMAgent,
-    _top_k_top_p,
-    run_episodes,
 )
+from agents.evaluation import run_episodes
+from agents.modeling.tokens import top_k_top_p
 
 ECHO = {"tokenizer": "tiny", "max_new_tokens": 6, "max_prompt_tokens": 16}
 
@@ -39,7 +39,7 @@ AGENTS = {
 def test_agent_completes_episodes_with_the_env_reward(name):
     env = echo_env()
     results = run_episodes(
-        env, AGENTS[name](env), n_episodes=3, seed=0, deterministic=False, use_masks=name == "random"
+        env, AGENTS[name](env), n_episodes=3, seed=0, deterministic=False
     )
     assert len(results) == 3
     for result in results:
@@ -79,9 +79,9 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
 
 def test_top_k_top_p_filtering():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    assert torch.isinf(_top_k_top_p(logits, 2, 1.0)).tolist() == [[False, False, True, True]]
-    assert torch.isinf(_top_k_top_p(logits, 0, 0.7)).tolist() == [[False, False, True, True]]
-    assert torch.isinf(_top_k_top_p(logits, 0, 0.5)).tolist() == [[False, True, True, True]]
+    assert torch.isinf(top_k_top_p(logits, 2, 1.0)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(top_k_top_p(logits, 0, 0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(top_k_top_p(logits, 0, 0.5)).tolist() == [[False, True, True, True]]
 
 
 def test_batched_predict_on_a_vector_env():

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from agents.atomic import atomic_path
+from text_gym.errors import check_positive_int
 
 __all__ = [
     "ARCHIVE_MEMBERS",
@@ -100,7 +101,7 @@ def read_archive(
     """
     from safetensors.torch import load_file
 
-    from agents.lm import LMActorCritic
+    from agents.modeling.lm import LMActorCritic
 
     target = archive_path(path)
     if not target.is_file():
@@ -343,8 +344,7 @@ class PeriodicCheckpoints:
     ) -> None:
         if not minutes > 0 or not math.isfinite(minutes):
             raise ValueError(f"minutes: expected a finite positive number, got {minutes!r}.")
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"keep: expected a positive int, got {keep!r}.")
+        check_positive_int("keep", keep)
         self.folder, self.seconds, self.keep, self.prefix = Path(folder), 60.0 * minutes, keep, prefix
         self._last = time.monotonic()
 

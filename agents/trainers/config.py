@@ -1,4 +1,4 @@
-"""The pieces around a trainer: its base config, the model it trains, its save archive, a progress bar."""
+"""The settings every sequence trainer shares, and the model it trains built from SB3-style arguments."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["TokenProgressBar", "TrainerConfig", "build_actor_critic", "resolve_device"]
+from agents.modeling.lm import LMActorCritic
+from text_gym.errors import check_positive_int
+
+__all__ = ["TrainerConfig", "build_actor_critic"]
 
 Schedule = Callable[[float], float]
 
@@ -75,61 +76,11 @@ class TrainerConfig:
 
 
 def _check_int(config: Any, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(config).__name__}.{name}: expected a positive int, got {value!r}.")
-
-
-class TokenProgressBar(BaseCallback):
-    """A tqdm bar over generated tokens (SB3's own bar assumes every sub-env steps every time)."""
-
-    def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(
-            total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="tok", dynamic_ncols=True
-        )
-        self._seen = self.model.num_timesteps
-
-    def _on_step(self) -> bool:
-        self._bar.update(self.model.num_timesteps - self._seen)
-        self._seen = self.model.num_timesteps
-        return True
-
-    def _on_rollout_end(self) -> None:
-        ep = self.model.ep_info_buffer
-        if ep:
-            self._bar.set_postfix(reward=f"{np.mean(ep):.3f}", refresh=False)
-
-    def _on_training_end(self) -> None:
-        self._bar.close()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``, checked to exist here.
-
-    Raises:
-        ValueError: The device is not a device name, or is not available on this machine.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r} ({error}).") from error
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if resolved.index is not None and resolved.index >= count or count == 0:
-            raise ValueError(
-                f"device: expected an available device, got {device!r}, but this machine has {count} CUDA "
-                "device(s); use device='auto' or 'cpu'."
-            )
-    elif resolved.type not in ("cpu", "meta") and not getattr(torch, resolved.type, None):
-        raise ValueError(f"device: expected an available device, got {device!r}.")
-    return resolved
+    check_positive_int(f"{type(config).__name__}.{name}", value)
 
 
 def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch.device) -> Any:
-    """Turn SB3's first argument into an ``agents.lm.LMActorCritic`` on ``device``.
+    """Turn SB3's first argument into an ``agents.modeling.lm.LMActorCritic`` on ``device``.
 
     Accepted: an ``LMActorCritic``; a model preset name or folder; or a policy class such as
     ``agents.LMPolicy`` (or an instance of one), with the model in ``policy_kwargs["model"]`` (a
@@ -140,8 +91,6 @@ def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch
     Weights load in float32 unless ``policy_kwargs["dtype"]`` says otherwise: on CUDA the
     trainers compute in bf16 under autocast and keep float32 master weights.
     """
-    from agents.lm import LMActorCritic
-
     if isinstance(policy, LMActorCritic):
         return policy.to(device)
     if isinstance(policy, (str, os.PathLike)):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from agents.sequence_ppo import AdaptiveKLController, SequencePPO, SequencePPOConfig, gae
+from agents.trainers.sequence_ppo import AdaptiveKLController, SequencePPO, SequencePPOConfig, gae
 from text_gym.envs.text_gen import TextGenEnv
 
 

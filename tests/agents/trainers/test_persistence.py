@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, archive_path
-from agents.grpo import GRPO
-from agents.sequence_ppo import SequencePPO
-from agents.trainer_utils import resolve_device
+from agents.modeling.loading import resolve_device
+from agents.trainers.checkpoint import CheckpointError, archive_path
+from agents.trainers.grpo import GRPO
+from agents.trainers.sequence_ppo import SequencePPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ECHO = {"tokenizer": "tiny", "max_new_tokens": 3}
 
 
@@ -149,7 +149,7 @@ def test_settings_are_checked_before_any_work():
 
 SAVE_SCRIPT = """
 import os, sys, zipfile
-from agents.grpo import GRPO
+from agents.trainers.grpo import GRPO
 trainer = GRPO("tiny", "TextGen-EchoLetter-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 3}, n_envs=4,
                group_size=2, seed=0, verbose=0)
 path, point = sys.argv[1], sys.argv[2]
@@ -236,7 +236,7 @@ def test_a_signalled_cli_run_saves_and_resumes(tmp_path, sig, code):
 def test_ctrl_c_in_the_python_api_saves_the_last_complete_step(tmp_path):
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.interrupts import TrainingInterrupted
+    from agents.trainers.interrupts import TrainingInterrupted
 
     class CtrlC(BaseCallback):  # presses Ctrl-C in the middle of the third rollout
         def _on_step(self) -> bool:
