@@ -29,7 +29,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.baselines import Agent, CopyPromptAgent, GreedyLMAgent, ReferenceAgent, SamplingLMAgent
+from agents.baselines.base import Agent
+from agents.baselines.lm import GreedyLMAgent, SamplingLMAgent
+from agents.baselines.scripted import CopyPromptAgent, ReferenceAgent
 from text_gym.errors import check_positive_int
 
 __all__ = [

@@ -2,46 +2,23 @@
 
 Sentence scores equal ``min(sacrebleu.sentence_bleu(out, refs).score / 100, 1)`` exactly: the 13a
 tokenizer, exponential smoothing and ``effective_order=True``, as sacrebleu recommends at the
-sentence level. ``sacrebleu.sentence_bleu`` builds a new metric and re-tokenizes and re-counts the
-references on every call; under ``reward_shaping="delta"`` the env scores the same references
-after every token, so here one metric object is reused and each reference tuple's n-gram counts
-are cached (:func:`functools.lru_cache`). Only the hypothesis side is computed per call.
+sentence level, computed by :class:`~text_gym.rewards.sentence.SentenceMetric` (references cached).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from sacrebleu.metrics.bleu import BLEU as _SacreBLEU
 
 from text_gym.rewards.base import check_batch, reference_tuple
+from text_gym.rewards.sentence import SentenceMetric
 
-# The metric's hooks (_preprocess_segment, _extract_reference_info, _compute_segment_statistics,
-# _compute_score_from_stats) are the ones sacrebleu's own reference cache is built on
-# (Metric._cache_references); tests pin their results to sacrebleu.sentence_bleu.
-_SENTENCE = _SacreBLEU(effective_order=True)
+_SENTENCE = SentenceMetric(
+    _SacreBLEU(effective_order=True), lambda metric, stats: metric._compute_score_from_stats(stats).score
+)
 _CORPUS = _SacreBLEU()  # the defaults of sacrebleu.corpus_bleu
-
-REFERENCE_CACHE_SIZE = 2**14
-"""Distinct reference tuples kept per process; a dataset's worth, each a few small Counters."""
-
-
-@lru_cache(maxsize=REFERENCE_CACHE_SIZE)
-def _reference_info(references: tuple[str, ...]) -> dict[str, Any]:
-    # Shared between calls: sacrebleu only reads these Counters when scoring a hypothesis.
-    return _SENTENCE._extract_reference_info([_SENTENCE._preprocess_segment(ref) for ref in references])
-
-
-def _sentence_bleu(output: str, references: Sequence[str]) -> float:
-    if not isinstance(output, str):
-        raise TypeError(f"Expected each output to be a string, got {output!r} ({type(output).__name__}).")
-    info = _reference_info(reference_tuple(references))
-    stats = _SENTENCE._compute_segment_statistics(_SENTENCE._preprocess_segment(output), info)
-    # exp(mean(log p)) of identical texts rounds to 100.00000000000004; keep the [0, 1] promise.
-    return min(_SENTENCE._compute_score_from_stats(stats).score / 100.0, 1.0)
 
 
 def sentence_bleu(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
@@ -63,8 +40,7 @@ def sentence_bleu(outputs: Sequence[str], references: Sequence[Sequence[str]]) -
         >>> sentence_bleu(["the cat sat"], [["a dog sat", "the cat sat"]])
         array([1.])
     """
-    n = check_batch(outputs, references)
-    return np.fromiter(map(_sentence_bleu, outputs, references), dtype=np.float64, count=n)
+    return _SENTENCE(outputs, references)
 
 
 def corpus_bleu(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> float:
