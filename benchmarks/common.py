@@ -1,4 +1,4 @@
-"""What every benchmark script shares: arguments from a dataclass, provenance, and output files.
+"""What every benchmark script shares: arguments, provenance, memory, output files and SB3's PPO.
 
 Every output file is written atomically (:mod:`agents.atomic`): a crash leaves the previous
 file or the new one, never half of one. Finished runs go to an append-only JSON-lines log
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agents.atomic import atomic_path, atomic_write_text
+from text_gym.errors import check_positive_int
 
 T = TypeVar("T")
 
@@ -43,6 +44,42 @@ def parse_args(cls: type[T], argv: Sequence[str] | None = None, description: str
                 flag, type=type(default) if default is not None else str, default=default, help=help_text
             )
     return cls(**vars(parser.parse_args(argv)))
+
+
+def check_positive_ints(args: Any, *names: str) -> None:
+    """Check that each field ``names`` of ``args`` is a positive int, for a dataclass's ``__post_init__``.
+
+    Raises:
+        ValueError: ``"<name>: expected a positive int, got <value>."`` for the first that is not
+            (:func:`text_gym.errors.check_positive_int`).
+    """
+    for name in names:
+        check_positive_int(name, getattr(args, name))
+
+
+def check_positive_int_or_zero(name: str, value: object, zero: str) -> None:
+    """Like :func:`text_gym.errors.check_positive_int`, but 0 is allowed too and means ``zero``.
+
+    >>> check_positive_int_or_zero("max_new_tokens", 0, "the env's default")
+    >>> check_positive_int_or_zero("max_new_tokens", -1, "the env's default")
+    Traceback (most recent call last):
+    ValueError: max_new_tokens: expected a positive int (or 0 for the env's default), got -1.
+    """
+    if not (type(value) is int and value == 0):
+        check_positive_int(name, value, f"or 0 for {zero}")
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` torch CPU threads; 0 keeps torch's default.
+
+    Raises:
+        ValueError: ``threads`` is neither a positive int nor 0.
+    """
+    check_positive_int_or_zero("threads", threads, "torch's default")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def git_sha() -> str:
@@ -81,6 +118,45 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def machine_text(info: dict[str, Any]) -> str:
+    """One line for a :func:`machine` dict: processor, cores and the GPU when there is one.
+
+    >>> machine_text({"processor": "Xeon", "cpu_count": 2, "gpu": None})
+    'Xeon, 2 cores'
+    """
+    gpu = f", {info['gpu']}" if info.get("gpu") else ""
+    return f"{info.get('processor', '?')}, {info.get('cpu_count', '?')} cores{gpu}"
+
+
+def provenance(args: Any) -> dict[str, Any]:
+    """What every report's JSON starts with: the date (UTC), git SHA, machine and arguments of the run."""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "machine": machine(),
+        "args": dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args)),
+    }
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process, in bytes: ``/proc/self/statm`` on Linux, else psutil.
+
+    Torch allocates outside Python's allocator, so ``tracemalloc`` would miss most of it.
+    """
+    try:
+        with open("/proc/self/statm") as file:  # Linux: pages; cheap enough to poll every 10 ms
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError as error:
+        raise ImportError(
+            "Measuring memory outside Linux needs psutil; install it with `pip install psutil`."
+        ) from error
+    return int(psutil.Process().memory_info().rss)
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -109,15 +185,9 @@ def write_report(out_dir: str | Path, name: str, args: Any, rows: list[dict[str,
     """Write ``<name>.json`` (rows, arguments, git SHA, machine, date) and ``<name>.md`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "benchmark": name,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": git_sha(),
-        "machine": machine(),
-        "args": dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args)),
-    }
+    meta = {"benchmark": name, **provenance(args)}
     atomic_write_text(out / f"{name}.json", json.dumps({**meta, "rows": rows}, indent=2, default=str))
-    header = f"_{meta['date']} · commit {meta['git_sha']} · {meta['machine']['processor']} ({meta['machine']['cpu_count']} cores)_\n\n"
+    header = f"_{meta['date']} · commit {meta['git_sha']} · {machine_text(meta['machine'])}_\n\n"
     return atomic_write_text(out / f"{name}.md", header + table + "\n")
 
 
@@ -251,3 +321,33 @@ def replace_section(path: str | os.PathLike[str], name: str, body: str) -> None:
 
 def _section(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(f"<!-- {name}:start -->") + ".*?" + re.escape(f"<!-- {name}:end -->"), flags=re.DOTALL)
+
+
+# ---------------------------------------------------------------------------------- SB3
+def sb3_ppo(model: str, env_id: str, n_envs: int, max_new_tokens: int, seed: int = 0, device: str = "auto") -> Any:
+    """Stock SB3 ``PPO`` with :class:`agents.sb3.policy.LMPolicy` on ``n_envs`` envs of ``env_id``.
+
+    ``n_steps`` is one reply budget and there is one epoch, so each
+    ``learn(n_envs * max_new_tokens)`` is one rollout and one update. ``model`` is also the
+    envs' tokenizer. Close the envs with ``ppo.env.close()``.
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.sb3.policy import LMPolicy
+
+    # render_mode=None: SB3's make_vec_env asks for "rgb_array", which a text env does not have.
+    env_kwargs = {"tokenizer": model, "max_new_tokens": max_new_tokens, "render_mode": None}
+    envs = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=seed)
+    return PPO(
+        LMPolicy,
+        envs,
+        n_steps=max_new_tokens,
+        batch_size=min(64, n_envs * max_new_tokens),
+        n_epochs=1,
+        learning_rate=1e-5,
+        policy_kwargs={"model": model},
+        verbose=0,
+        seed=seed,
+        device=device,
+    )

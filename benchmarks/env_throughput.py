@@ -3,7 +3,8 @@
     python -m benchmarks.env_throughput                  # TextGen-v0 with the SmolLM2 tokenizer
     python -m benchmarks.env_throughput --quick          # a few seconds, tiny tokenizer
 
-Every configuration runs in the same process, one after another, and the table reports each one's
+The random agent steps the envs itself rather than through :mod:`agents.evaluation`: this
+measures the env alone, with no model in the loop. Every configuration runs in the same process, one after another, and the table reports each one's
 cost relative to a step of the language model (``model.generate`` with its KV cache, same batch),
 so the figures read as ratios that survive a noisy shared machine.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 import text_gym  # noqa: F401  (registers the environments)
 from benchmarks.common import markdown_table, parse_args, write_report
+from text_gym.errors import check_positive_int
 
 
 @dataclass
@@ -33,13 +35,15 @@ class Args:
         default="smollm2-135m", metadata={"help": "model whose generate() step is the yardstick; '' to skip"}
     )
     out: str = field(default="benchmarks/results", metadata={"help": "folder for env_throughput.json/.md"})
-    quick: bool = field(default=False, metadata={"help": "tiny tokenizer and model, 1 s per configuration"})
+    quick: bool = field(default=False, metadata={"help": "copy task, tiny tokenizer and model, 1 s per configuration"})
 
     def __post_init__(self) -> None:
-        if self.quick:
-            self.tokenizer, self.lm, self.seconds = "tiny", "tiny", 1.0
-        if self.seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
+        if self.quick:  # the copy task: qa prompts are too long for the byte-level tiny tokenizer
+            self.env_id, self.tokenizer, self.lm, self.seconds = "TextGen-Copy-v0", "tiny", "tiny", 1.0
+        for num_envs in self.num_envs:
+            check_positive_int("num_envs", num_envs)
+        if not self.seconds > 0:
+            raise ValueError(f"seconds: expected a positive number, got {self.seconds!r}.")
 
 
 def steps_per_second(args: Args, num_envs: int, shaping: str) -> float:
@@ -66,7 +70,8 @@ def lm_step_seconds(model_name: str, batch: int) -> float:
     from agents.modeling.loading import load_model
 
     model = load_model(model_name)
-    prompt = torch.randint(10, 1000, (batch, 48))
+    # Random ids past the special tokens, within the vocabulary (the tiny model has 258 ids).
+    prompt = torch.randint(10, min(1000, model.config.vocab_size), (batch, 48))
     kwargs = dict(do_sample=False, min_new_tokens=32, max_new_tokens=32, pad_token_id=0)
     with torch.no_grad():
         model.generate(prompt, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up

@@ -37,7 +37,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 import text_gym  # noqa: F401  (registers the environments)
 from agents.evaluation import add_margins, lm_evaluations, trivial_evaluations
 from agents.trainers.grpo import GRPO
-from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
+from benchmarks.common import (
+    check_positive_int_or_zero,
+    check_positive_ints,
+    markdown_table,
+    parse_args,
+    set_threads,
+    write_report,
+)
 
 COLUMNS = [
     "env",
@@ -102,6 +109,10 @@ class Args:
             )
         if not self.tasks:
             raise ValueError("tasks: expected at least one env id, got none.")
+        check_positive_ints(self, "n_envs", "group_size", "batch_size")
+        check_positive_int_or_zero("max_new_tokens", self.max_new_tokens, "the env's default")
+        check_positive_int_or_zero("eval_episodes", self.eval_episodes, "the whole test split")
+        check_positive_int_or_zero("lora", self.lora, "training all weights")
 
 
 class CPUBudget(BaseCallback):
@@ -215,12 +226,9 @@ def _save(args: Args, trainer: GRPO, env_id: str, arm: str) -> None:
 
 def plot(args: Args, curves: dict[str, dict[str, list[float]]], rows: list[dict[str, Any]]) -> None:
     """One panel per task: training reward per iteration of both arms; held-out BLEU of every row as lines."""
-    import matplotlib
+    from benchmarks.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(curves), figsize=(5.5 * len(curves), 3.8), squeeze=False)
     colors = {"RL-only": "tab:blue", "supervised+RL": "tab:green"}
     for ax, (task, arms) in zip(axes[0], curves.items(), strict=True):
         for arm, curve in arms.items():
@@ -249,16 +257,12 @@ def plot(args: Args, curves: dict[str, dict[str, list[float]]], rows: list[dict[
         ax.set_xlabel("RL iteration")
         ax.set_ylabel(f"training reward / held-out BLEU ({args.reward})")
     axes[0][-1].legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    with atomic_output(f"{args.out}/{args.name}.png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, f"{args.out}/{args.name}.png", dpi=120)
 
 
 def main(args: Args) -> list[dict[str, Any]]:
     torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows, curves = [], {}
     for env_id in args.tasks:
         task_rows, curves[env_id] = run_task(args, env_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 
+from text_gym.errors import check_positive_int
+
 Tokens = Sequence[Hashable]
 
 
@@ -124,8 +126,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _check_n(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"Expected n to be a positive int (the n-gram order), got {n!r}.")
+    check_positive_int("n", n, "the n-gram order")
 
 
 __all__ = ["distinct_n", "mean_std", "ngrams", "repeated_ngrams", "repetition_rate"]

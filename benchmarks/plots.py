@@ -1,7 +1,8 @@
-"""PNG plots for the benchmarks: grouped bar charts with error bars, and learning curves.
+"""PNG plots for the benchmarks: grouped bar charts with error bars, learning curves, and saving.
 
 matplotlib is imported inside each function, with the non-interactive ``Agg`` backend, so
-importing this module is free and plotting works on machines without a display.
+importing this module is free and plotting works on machines without a display. Every benchmark
+draws with :func:`pyplot` and writes with :func:`save_figure` (atomic, no timestamp).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import atomic_output
+
 MATPLOTLIB_INSTALL = 'pip install matplotlib   (or: pip install -e ".[bench]")'
 
 # x: SB3's step count; y: the first of these columns that the log has (our trainers, then SB3).
@@ -20,7 +23,8 @@ CURVE_X = "time/total_timesteps"
 CURVE_Y = ("rollout/ep_rew_mean", "rollout/batch_rew_mean")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the ``Agg`` backend; an ImportError naming the install command without it."""
     try:
         import matplotlib
     except ImportError as error:
@@ -60,7 +64,7 @@ def bar_chart(
     Returns:
         ``path`` as a ``Path``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     groups = list(dict.fromkeys(str(r[group]) for r in rows))
     names = list(dict.fromkeys(str(r[series]) for r in rows))
     lookup = {(str(r[group]), str(r[series])): r for r in rows}
@@ -85,7 +89,7 @@ def bar_chart(
     ax.set_title(title or label or metric)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", ncols=min(len(names), 3), loc="best")
-    return _save(fig, plt, path)
+    return save_figure(fig, path)
 
 
 def read_curve(
@@ -119,7 +123,7 @@ def learning_curves(
         path: The PNG file to write.
         title: The figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for name, log in logs.items():
         steps, rewards = read_curve(log)
@@ -129,16 +133,21 @@ def learning_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, plt, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Any, plt: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it to the PNG ``path`` (its folder is created) and close it.
+
+    The file is replaced atomically, so a crash while drawing leaves the previous plot whole.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    # No timestamps in the file, so re-running with the same numbers changes no committed byte.
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
+    with atomic_output(path) as tmp:
+        # No timestamps in the file, so re-running with the same numbers changes no committed byte.
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    pyplot().close(fig)
     return path
 
 
@@ -149,4 +158,4 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-__all__ = ["bar_chart", "learning_curves", "read_curve"]
+__all__ = ["bar_chart", "learning_curves", "pyplot", "read_curve", "save_figure"]

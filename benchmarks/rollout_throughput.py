@@ -3,7 +3,7 @@
     python -m benchmarks.rollout_throughput            # SmolLM2-135M, 16 envs, 24 + 32 tokens
     python -m benchmarks.rollout_throughput --quick    # seconds: the tiny model
 
-Rollouts: stock ``PPO.collect_rollouts`` with :class:`agents.LMPolicy`, with its per-env KV cache
+Rollouts: stock ``PPO.collect_rollouts`` with :class:`agents.sb3.policy.LMPolicy`, with its per-env KV cache
 and without (one full forward pass per token), against ``model.generate`` with its KV cache on the
 same prompts, batch and lengths. Every prompt is exactly ``prompt_tokens`` long (chat template,
 then left truncation), and both sides suppress end-of-sequence (``min_new_tokens`` for generate,
@@ -32,7 +32,7 @@ import torch
 
 import text_gym  # noqa: F401  (registers the environments)
 from agents.sb3.policy import LMPolicy
-from benchmarks.common import markdown_table, parse_args, write_report
+from benchmarks.common import check_positive_ints, markdown_table, parse_args, set_threads, write_report
 
 
 @dataclass
@@ -59,17 +59,8 @@ class Args:
         if self.quick:
             self.model, self.num_envs, self.new_tokens, self.train_batch_size = "tiny", 4, 8, 16
             self.threads = self.threads or 1
-        for name in (
-            "num_envs",
-            "prompt_tokens",
-            "new_tokens",
-            "episodes",
-            "rounds",
-            "uncached_episodes",
-            "train_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}.")
+        check_positive_ints(self, "num_envs", "prompt_tokens", "new_tokens", "episodes")
+        check_positive_ints(self, "rounds", "uncached_episodes", "train_batch_size")
 
 
 class NoEOSPolicy(LMPolicy):
@@ -154,21 +145,17 @@ def train_tokens_per_second(model, group_prefixes: bool) -> float:
     return model.n_epochs * model.rollout_buffer.buffer_size * model.n_envs / (time.perf_counter() - start)
 
 
-def main(args: Args) -> list[dict]:
-    from agents.modeling.loading import load_model
+def rollout_rates(args: Args, env, lm) -> tuple[dict[str, float], dict[str, float], Any]:
+    """Tokens/s of generate and of the rollouts with and without the KV cache, and their ratios to generate.
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    env = make_env(args)
-    lm = load_model(args.model, device="auto")
+    Also returns the uncached PPO model, whose filled buffer the update benchmark trains on.
+    """
     obs = env.reset()
     lengths = obs["attention_mask"].sum(1)
     assert (lengths == args.prompt_tokens).all(), f"expected prompts of {args.prompt_tokens} tokens, got {lengths}"
     prompts = torch.as_tensor(obs["input_ids"][:, : args.prompt_tokens], device=lm.device)
     eos, pad = int(env.get_attr("eos_token_id")[0]), int(env.get_attr("pad_token_id")[0])
     steps = args.new_tokens  # one episode per env
-
-    rates: dict[str, float] = {}
     # generate and the cached rollout alternate, and each ratio pairs neighbours in time, so that
     # drift on a shared machine hits both sides alike.
     cached = make_ppo(args, env, lm, steps * args.episodes)
@@ -178,59 +165,47 @@ def main(args: Args) -> list[dict]:
         rollout.append(rollout_tokens_per_second(cached, steps * args.episodes))
         print(f"round {round_}: generate {generate[-1]:.1f}, cached rollout {rollout[-1]:.1f} tokens/s", flush=True)
     print(f"cache use: {cached.policy.kv_cache.stats}", flush=True)
-    rates["generate"], rates["cached"] = float(np.mean(generate)), float(np.mean(rollout))
-    cached_ratio = float(np.mean(np.array(rollout) / np.array(generate)))
+    rates = {"generate": float(np.mean(generate)), "cached": float(np.mean(rollout))}
+    ratios = {"cached": float(np.mean(np.array(rollout) / np.array(generate)))}
     uncached = make_ppo(args, env, lm, steps * args.uncached_episodes, use_kv_cache=False)
     rates["uncached"] = rollout_tokens_per_second(uncached, steps * args.uncached_episodes)
     after = generate_tokens_per_second(args, lm, prompts, eos, pad)
-    uncached_ratio = rates["uncached"] / float(np.mean([generate[-1], after]))
+    ratios["uncached"] = rates["uncached"] / float(np.mean([generate[-1], after]))
     print(f"rollout, no cache: {rates['uncached']:.1f} tokens/s (generate after it: {after:.1f})", flush=True)
+    return rates, ratios, uncached
 
+
+def result_rows(args: Args, rates: dict[str, float], ratios: dict[str, float], minibatch: int) -> list[dict[str, Any]]:
+    """The table: one row per method, with its tokens/s and its ratio to its phase's baseline."""
+    setting, train = f"{args.num_envs} envs, {args.prompt_tokens}+{args.new_tokens} tokens", f"minibatch {minibatch}"
+    grouped = f"{rates['grouped'] / rates['naive']:.2f}x naive"
+    methods = [  # (phase, method, setting, key of rates, ratio)
+        ("rollout", "model.generate (KV cache)", setting, "generate", "1.00x generate"),
+        ("rollout", "PPO + LMPolicy, KV cache", setting, "cached", f"{ratios['cached']:.2f}x generate"),
+        ("rollout", "PPO + LMPolicy, no cache", setting, "uncached", f"{ratios['uncached']:.2f}x generate"),
+        ("train", "PPO.train(), shared-prefix groups", train, "grouped", grouped),
+        ("train", "PPO.train(), one sequence per step", train, "naive", "1.00x naive"),
+    ]
+    return [
+        {"phase": phase, "method": method, "setting": where, "tokens/s": rates[key], "ratio": ratio}
+        for phase, method, where, key, ratio in methods
+    ]
+
+
+def main(args: Args) -> list[dict]:
+    from agents.modeling.loading import load_model
+
+    set_threads(args.threads)
+    env = make_env(args)
+    lm = load_model(args.model, device="auto")
+    rates, ratios, uncached = rollout_rates(args, env, lm)
     # Updates, on the uncached model's buffer (uncached_episodes episodes per env). Grouped runs
     # first, so it also pays any first-call costs.
     rates["grouped"] = train_tokens_per_second(uncached, group_prefixes=True)
     print(f"train, shared prefixes: {rates['grouped']:.1f} tokens/s", flush=True)
     rates["naive"] = train_tokens_per_second(uncached, group_prefixes=False)
     print(f"train, one sequence per step: {rates['naive']:.1f} tokens/s", flush=True)
-
-    setting = f"{args.num_envs} envs, {args.prompt_tokens}+{args.new_tokens} tokens"
-    rows = [
-        {
-            "phase": "rollout",
-            "method": "model.generate (KV cache)",
-            "setting": setting,
-            "tokens/s": rates["generate"],
-            "ratio": "1.00x generate",
-        },
-        {
-            "phase": "rollout",
-            "method": "PPO + LMPolicy, KV cache",
-            "setting": setting,
-            "tokens/s": rates["cached"],
-            "ratio": f"{cached_ratio:.2f}x generate",
-        },
-        {
-            "phase": "rollout",
-            "method": "PPO + LMPolicy, no cache",
-            "setting": setting,
-            "tokens/s": rates["uncached"],
-            "ratio": f"{uncached_ratio:.2f}x generate",
-        },
-        {
-            "phase": "train",
-            "method": "PPO.train(), shared-prefix groups",
-            "setting": f"minibatch {uncached.batch_size}",
-            "tokens/s": rates["grouped"],
-            "ratio": f"{rates['grouped'] / rates['naive']:.2f}x naive",
-        },
-        {
-            "phase": "train",
-            "method": "PPO.train(), one sequence per step",
-            "setting": f"minibatch {uncached.batch_size}",
-            "tokens/s": rates["naive"],
-            "ratio": "1.00x naive",
-        },
-    ]
+    rows = result_rows(args, rates, ratios, uncached.batch_size)
     table = markdown_table(rows)
     path = write_report(args.out, "rollout_throughput" + ("_quick" if args.quick else ""), args, rows, table)
     print(f"\n{table}\n\nwritten to {path}")

@@ -7,11 +7,11 @@ Three phases run one after another in this one process:
 
 1. ``env``: a random agent plays ``TextGen-v0`` (SmolLM2 tokenizer, sparse BLEU reward), sampling
    real tokens through ``env.unwrapped.action_masks()``.
-2. ``sb3-ppo``: stock ``stable_baselines3.PPO`` with ``agents.LMPolicy`` (the tiny model, so its
+2. ``sb3-ppo``: stock ``stable_baselines3.PPO`` with ``agents.sb3.policy.LMPolicy`` (the tiny model, so its
    per-env KV cache is used on every rollout step) on ``TextGen-Copy-v0``, in repeated
    ``learn(n_steps * n_envs, reset_num_timesteps=False)`` chunks of one rollout and one update;
    episodes are counted from the ``dones`` that SB3 hands its callback.
-3. ``grpo``: one ``agents.GRPO.learn`` call, whose callback samples at the start of every rollout
+3. ``grpo``: one ``agents.trainers.grpo.GRPO.learn`` call, whose callback samples at the start of every rollout
    (after the previous update) and stops the run after the last measured iteration.
 
 Each phase samples the RSS (``/proc/self/statm``) at regular steps of progress, right after
@@ -40,7 +40,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,15 @@ import numpy as np
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from benchmarks.common import markdown_table, parse_args, write_report
+from benchmarks.common import (
+    check_positive_ints,
+    markdown_table,
+    parse_args,
+    rss_bytes,
+    sb3_ppo,
+    set_threads,
+    write_report,
+)
 
 PHASES: tuple[str, ...] = ("env", "sb3-ppo", "grpo")
 COLUMNS = (
@@ -108,25 +115,22 @@ class Args:
             self.env_episodes, self.sb3_episodes, self.grpo_iterations, self.samples = 100, 16, 4, 4
         unknown = sorted(set(self.phases) - set(PHASES))
         if unknown:
-            raise ValueError(f"phases: expected some of {list(PHASES)}, got unknown {unknown}")
-        for name in ("env_episodes", "sb3_episodes", "grpo_iterations", "samples", "sb3_envs", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+            raise ValueError(f"phases: expected some of {list(PHASES)}, got unknown {unknown}.")
+        check_positive_ints(
+            self, "env_episodes", "sb3_episodes", "grpo_iterations", "samples", "sb3_envs", "max_new_tokens"
+        )
+        check_positive_ints(self, "n_envs", "group_size")
         if self.samples < 2:
-            raise ValueError(f"samples must be at least 2 (a line needs two points), got {self.samples}")
+            raise ValueError(f"samples: expected at least 2 (a line needs two points), got {self.samples}.")
         if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+            raise ValueError(f"warmup: expected a fraction in [0, 1), got {self.warmup}.")
         if self.n_envs % self.group_size:
-            raise ValueError(f"n_envs must be a multiple of group_size, got {self.n_envs} and {self.group_size}")
+            raise ValueError(f"n_envs: expected a multiple of group_size, got {self.n_envs} and {self.group_size}.")
 
 
 def rss_mb() -> float:
-    """The resident set size of this process, in MB (2**20 bytes), read from ``/proc/self/statm``."""
-    try:
-        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except OSError as error:
-        raise OSError(f"The soak benchmark reads /proc/self/statm, which only Linux has: {error}") from error
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    """The resident set size of this process, in MB (2**20 bytes): :func:`benchmarks.common.rss_bytes`."""
+    return rss_bytes() / 2**20
 
 
 def malloc_trim() -> bool:
@@ -176,7 +180,11 @@ class Sampler:
 
 # ---------------------------------------------------------------------- phases
 def env_phase(args: Args) -> Sampler:
-    """A random agent over real token ids, ``args.env_episodes`` episodes, sparse reward."""
+    """A random agent over real token ids, ``args.env_episodes`` episodes, sparse reward.
+
+    It steps the env itself rather than through :mod:`agents.evaluation`: the phase measures the
+    env alone, with random tokens and no model.
+    """
     env = gym.make(
         args.env_id, tokenizer=args.env_tokenizer, max_new_tokens=args.max_new_tokens, reward_shaping="sparse"
     )
@@ -197,11 +205,7 @@ def env_phase(args: Args) -> Sampler:
 
 def sb3_phase(args: Args) -> Sampler:
     """Stock SB3 PPO with ``LMPolicy`` and its KV cache, in one-rollout ``learn`` chunks."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from agents import LMPolicy
 
     class EpisodeCounter(BaseCallback):
         def __init__(self) -> None:
@@ -212,23 +216,8 @@ def sb3_phase(args: Args) -> Sampler:
             self.episodes += int(np.sum(self.locals["dones"]))
             return True
 
-    # render_mode=None: SB3's make_vec_env asks for "rgb_array", which a text env does not have.
-    env_kwargs = {"tokenizer": args.model, "max_new_tokens": args.max_new_tokens, "render_mode": None}
-    envs = make_vec_env(args.train_env_id, n_envs=args.sb3_envs, env_kwargs=env_kwargs, seed=args.seed)
-    # n_steps = one reply budget, one epoch: each chunk is one rollout and one cheap update.
-    steps = args.max_new_tokens * args.sb3_envs
-    model = PPO(
-        LMPolicy,
-        envs,
-        n_steps=args.max_new_tokens,
-        batch_size=min(64, steps),
-        n_epochs=1,
-        learning_rate=1e-5,
-        policy_kwargs={"model": args.model},
-        verbose=0,
-        seed=args.seed,
-        device="cpu",
-    )
+    model = sb3_ppo(args.model, args.train_env_id, args.sb3_envs, args.max_new_tokens, args.seed, device="cpu")
+    steps = args.max_new_tokens * args.sb3_envs  # one rollout and one cheap update per learn call
     counter = EpisodeCounter()
     sampler = Sampler(args.sb3_episodes, args.samples, args.trim)
     first = True
@@ -238,7 +227,7 @@ def sb3_phase(args: Args) -> Sampler:
         sampler.maybe_sample(min(counter.episodes, args.sb3_episodes))
     if sampler.progress[-1] < args.sb3_episodes:
         sampler.sample(args.sb3_episodes)
-    envs.close()
+    model.env.close()
     return sampler
 
 
@@ -246,7 +235,7 @@ def grpo_phase(args: Args) -> Sampler:
     """One ``GRPO.learn`` call; its callback samples at the start of each rollout."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents import GRPO
+    from agents.trainers.grpo import GRPO
 
     sampler_box: list[Sampler] = []
 
@@ -334,10 +323,9 @@ def summarize(phase: str, sampler: Sampler, warmup: float) -> dict[str, Any]:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """RSS against progress, one panel per phase, with the warm-up shaded and the fitted line."""
-    from agents.atomic import atomic_path
-    from benchmarks.plots import _pyplot
+    from benchmarks.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.2), squeeze=False)
     for ax, row in zip(axes[0], rows):
         x, y, start = np.asarray(row["progress"]), np.asarray(row["rss MB"]), row["warmup samples"]
@@ -354,10 +342,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel(row["units"].split(" ", 1)[1])
         ax.set_ylabel("RSS (MB)")
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
@@ -368,8 +353,7 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 
 def main(args: Args) -> list[dict[str, Any]]:
     torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows = []
     for phase in args.phases:
         print(f"--- {phase} (RSS {rss_mb():.1f} MB)", flush=True)

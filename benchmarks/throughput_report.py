@@ -14,8 +14,6 @@ table between ``<!-- throughput:start -->`` and ``<!-- throughput:end -->``.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import json
 import shlex
 import sys
@@ -25,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.atomic import atomic_write_text
-from benchmarks.common import markdown_table, parse_args
-from benchmarks.leaderboard import replace_section
+from benchmarks.common import machine_text, markdown_table, parse_args, provenance, replace_section
 
 # Counts that a row carries but that do not describe its configuration.
 SKIPPED_KEYS = ("tokens", "seconds", "episodes", "steps")
@@ -113,19 +110,15 @@ def _fmt(value: Any) -> str:
 
 def sources_text(sources: list[dict[str, Any]]) -> str:
     """One line per source: file, date, commit, machine."""
-    lines = []
-    for report in sources:
-        m = report.get("machine", {})
-        where = f"{m.get('processor', '?')}, {m.get('cpu_count', '?')} cores" + (
-            f", {m['gpu']}" if m.get("gpu") else ""
-        )
-        lines.append(
-            f"- `{report['file']}`: {str(report.get('date', ''))[:16]} UTC, commit {report.get('git_sha', '?')}, {where}"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        f"- `{report['file']}`: {str(report.get('date', ''))[:16]} UTC, commit {report.get('git_sha', '?')}, "
+        f"{machine_text(report.get('machine', {}))}"
+        for report in sources
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Gather the reports named by the command line ``argv`` (default: ``sys.argv[1:]``); return the rows."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(Args, argv, description=__doc__.splitlines()[0])
     sources = load_sources(args.results, args.benchmarks, args.include_quick)
@@ -134,31 +127,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rows = [row for report in sources for row in unify(report)]
     table = markdown_table(rows, ["benchmark", "configuration", "throughput", "unit", "relative"])
     command = "python -m benchmarks.throughput_report " + shlex.join(argv)
-    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    meta = {"benchmark": "throughput_report", **provenance(args), "command": command}
     body = (
-        f"_Gathered {date[:10]} by `{command.strip()}` from:_\n\n{sources_text(sources)}\n\n{table}\n\n"
+        f"_Gathered {meta['date'][:10]} by `{command.strip()}` from:_\n\n{sources_text(sources)}\n\n{table}\n\n"
         "Compare the ratios (measured within one process); absolute speeds depend on each source's machine and load."
     )
     out = Path(args.out or args.results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "throughput.md", body + "\n")
-    atomic_write_text(
-        out / "throughput.json",
-        json.dumps(
-            {
-                "benchmark": "throughput_report",
-                "date": date,
-                "args": dataclasses.asdict(args),
-                "command": command,
-                "sources": [
-                    {k: s.get(k) for k in ("file", "benchmark", "date", "git_sha", "machine")} for s in sources
-                ],
-                "rows": rows,
-            },
-            indent=2,
-            default=str,
-        ),
-    )
+    gathered = [{k: s.get(k) for k in ("file", "benchmark", "date", "git_sha", "machine")} for s in sources]
+    report = {**meta, "sources": gathered, "rows": rows}
+    atomic_write_text(out / "throughput.json", json.dumps(report, indent=2, default=str))
     if args.readme:
         replace_section(args.readme, "throughput", body)
     print(table)

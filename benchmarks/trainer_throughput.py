@@ -4,7 +4,7 @@
     python -m benchmarks.trainer_throughput --quick    # tiny model, seconds
 
 Every trainer runs in this one process, one after another, on the same model, env, reward, batch
-and token budget, and the table reports each as a ratio to stock SB3 PPO with ``agents.LMPolicy``
+and token budget, and the table reports each as a ratio to stock SB3 PPO with ``agents.sb3.policy.LMPolicy``
 (and to TRL's ``GRPOTrainer`` when ``trl`` is installed), so the figures survive a noisy machine:
 
 - ``GRPO`` and ``SequencePPO`` (this package): one iteration is one rollout of ``n_envs`` episodes
@@ -32,7 +32,7 @@ import gymnasium as gym
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
-from benchmarks.common import atomic_output, markdown_table, parse_args, write_report
+from benchmarks.common import check_positive_ints, markdown_table, parse_args, sb3_ppo, set_threads, write_report
 
 
 @dataclass
@@ -60,15 +60,19 @@ class Args:
     def __post_init__(self) -> None:
         if self.quick:
             self.model, self.iterations, self.env_id = "tiny", 1, "TextGen-Copy-v0"
+        check_positive_ints(self, "n_envs", "group_size", "max_new_tokens", "iterations")
+        unknown = sorted(set(self.trainers) - set(LABELS))
+        if unknown:
+            raise ValueError(f"trainers: expected some of {list(LABELS)}, got unknown {unknown}.")
         if self.n_envs % self.group_size:
-            raise ValueError(f"n_envs must be a multiple of group_size, got {self.n_envs} and {self.group_size}")
+            raise ValueError(f"n_envs: expected a multiple of group_size, got {self.n_envs} and {self.group_size}.")
 
 
 def env_kwargs(args: Args) -> dict[str, Any]:
     return {"tokenizer": args.model, "max_new_tokens": args.max_new_tokens}
 
 
-def ours(args: Args, algo: str) -> dict[str, Any]:
+def time_ours(args: Args, algo: str) -> dict[str, Any]:
     """Time whole ``learn`` iterations of GRPO or SequencePPO."""
     from agents.trainers.grpo import GRPO
     from agents.trainers.sequence_ppo import SequencePPO
@@ -92,57 +96,28 @@ def ours(args: Args, algo: str) -> dict[str, Any]:
     return {"tokens": tokens, "seconds": seconds, "cpu seconds": cpu, "rollout share": share}
 
 
-def sb3_ppo(args: Args) -> dict[str, Any]:
-    """Time one iteration of stock SB3 PPO with ``agents.LMPolicy`` (every token its own sample)."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from agents.sb3.policy import LMPolicy
-
-    # render_mode=None: SB3's make_vec_env asks for "rgb_array", which a text env does not have.
-    envs = make_vec_env(args.env_id, n_envs=args.n_envs, env_kwargs={**env_kwargs(args), "render_mode": None}, seed=0)
-    steps = args.n_envs * args.max_new_tokens
-    model = PPO(
-        LMPolicy,
-        envs,
-        n_steps=args.max_new_tokens,
-        batch_size=64,
-        n_epochs=1,
-        learning_rate=1e-5,
-        policy_kwargs={"model": args.model},
-        verbose=0,
-        seed=0,
-    )
+def time_sb3_ppo(args: Args) -> dict[str, Any]:
+    """Time one iteration of stock SB3 PPO with ``LMPolicy`` (every token its own sample)."""
+    model = sb3_ppo(args.model, args.env_id, args.n_envs, args.max_new_tokens, seed=0)
     start, start_cpu = time.perf_counter(), time.process_time()
-    model.learn(steps)
+    model.learn(args.n_envs * args.max_new_tokens)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    model.env.close()
     return {"tokens": model.num_timesteps, "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
 
 
-def trl_grpo(args: Args) -> dict[str, Any] | None:
+def time_trl_grpo(args: Args) -> dict[str, Any] | None:
     """Time TRL's GRPOTrainer on the same prompts, reward, batch, group size and budget."""
     if importlib.util.find_spec("trl") is None:
         print("trl is not installed: skipping TRL's GRPOTrainer (pip install trl)")
         return None
-    import datasets
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from agents.modeling.loading import load_model
 
     env = gym.make(args.env_id, **env_kwargs(args)).unwrapped
-    reward = env.reward
-    samples = [env.task[i] for i in range(min(len(env.task), 64))]
-    references = {s.prompt: list(s.references) for s in samples}
-    data = datasets.Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": s.prompt}], "text": s.prompt} for s in samples]
-    )
-    counted = {"tokens": 0}
-
-    def env_reward(prompts: list, completions: list, completion_ids: list, text: list, **_: Any) -> list[float]:
-        counted["tokens"] += sum(len(ids) for ids in completion_ids)
-        outputs = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-        return [float(x) for x in reward.score(text, outputs, [references[t] for t in text])["reward"]]
+    data, env_reward, counted = _trl_data_and_reward(env)
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
@@ -168,19 +143,37 @@ def trl_grpo(args: Args) -> dict[str, Any] | None:
         disable_tqdm=True,
         seed=0,
     )
-    tokenizer = env.tokenizer
     clock = Clock()
     trainer = GRPOTrainer(
         model=load_model(args.model),
         reward_funcs=env_reward,
         args=config,
         train_dataset=data,
-        processing_class=tokenizer,
+        processing_class=env.tokenizer,
         callbacks=[clock],
     )
     trainer.train()
     (t0, c0, n0), (t1, c1, n1) = clock.marks[0], clock.marks[-1]  # from the end of the first (warm-up) step
     return {"tokens": n1 - n0, "seconds": t1 - t0, "cpu seconds": c1 - c0, "rollout share": None}
+
+
+def _trl_data_and_reward(env: Any) -> tuple[Any, Any, dict[str, int]]:
+    """TRL's dataset of the env's first 64 prompts, the env's reward as a TRL reward function, and its token count."""
+    import datasets
+
+    samples = [env.task[i] for i in range(min(len(env.task), 64))]
+    references = {s.prompt: list(s.references) for s in samples}
+    data = datasets.Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": s.prompt}], "text": s.prompt} for s in samples]
+    )
+    counted = {"tokens": 0}
+
+    def env_reward(prompts: list, completions: list, completion_ids: list, text: list, **_: Any) -> list[float]:
+        counted["tokens"] += sum(len(ids) for ids in completion_ids)
+        outputs = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+        return [float(x) for x in env.reward.score(text, outputs, [references[t] for t in text])["reward"]]
+
+    return data, env_reward, counted
 
 
 LABELS = {
@@ -193,12 +186,14 @@ LABELS = {
 
 def main(args: Args) -> list[dict[str, Any]]:
     torch.manual_seed(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows = []
     for name in args.trainers:
         print(f"--- {LABELS[name]}", flush=True)
-        result = ours(args, name) if name in ("grpo", "ppo") else sb3_ppo(args) if name == "sb3-ppo" else trl_grpo(args)
+        if name in ("grpo", "ppo"):
+            result = time_ours(args, name)
+        else:
+            result = time_sb3_ppo(args) if name == "sb3-ppo" else time_trl_grpo(args)
         if result is None:
             continue
         rate = result["tokens"] / max(result["seconds"], 1e-9)
@@ -231,18 +226,13 @@ def main(args: Args) -> list[dict[str, Any]]:
 
 def plot(rows: list[dict[str, Any]], args: Args) -> None:
     """Bar chart of tokens/s, next to the markdown table."""
-    import matplotlib
+    from benchmarks.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = pyplot().subplots(figsize=(6, 3))
     ax.barh([r["trainer"] for r in rows], [r["tokens/s"] for r in rows], color="tab:blue")
     ax.set_xlabel("generated tokens / s (rollout + update)")
     ax.set_title(f"{args.model}: batch {args.n_envs}, {args.max_new_tokens} new tokens")
-    fig.tight_layout()
-    with atomic_output(f"{args.out}/trainer_throughput.png") as tmp:
-        fig.savefig(tmp, dpi=120)
+    save_figure(fig, f"{args.out}/trainer_throughput.png", dpi=120)
 
 
 if __name__ == "__main__":

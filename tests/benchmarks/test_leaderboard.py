@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from pathlib import Path
 
 import pytest
 
 from agents import evaluation
-from benchmarks import leaderboard, plots
+from benchmarks import common, leaderboard, leaderboard_args, plots
 from benchmarks.leaderboard import METRICS, AgentSpec, Args
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,6 +21,12 @@ def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_MAGIC
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+@pytest.mark.parametrize("module", [common, leaderboard_args])
+def test_doctests(module) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
@@ -162,18 +169,23 @@ def test_agent_specs() -> None:
             AgentSpec.parse(bad)
     with pytest.raises(ValueError, match="expected a kind"):
         Args(agents=["greedy", "typo"])
-    with pytest.raises(ValueError, match="episodes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="episodes: expected a positive int, got 0"):
         Args(episodes=0)
+    with pytest.raises(
+        ValueError, match=r"max_new_tokens: expected a positive int \(or 0 for the env's default\), got -1"
+    ):
+        Args(max_new_tokens=-1)
+    assert Args(max_new_tokens=0).max_new_tokens == 0
 
 
 def test_replace_section(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
     path.write_text("a\n<!-- x:start -->\n<!-- x:end -->\nb\n")
-    leaderboard.replace_section(path, "x", "new\n")
-    leaderboard.replace_section(path, "x", "newer $1 \\1")  # idempotent; no regex escapes in the body
+    common.replace_section(path, "x", "new\n")
+    common.replace_section(path, "x", "newer $1 \\1")  # idempotent; no regex escapes in the body
     assert path.read_text() == "a\n<!-- x:start -->\nnewer $1 \\1\n<!-- x:end -->\nb\n"
     with pytest.raises(ValueError, match="<!-- y:start -->"):
-        leaderboard.replace_section(path, "y", "z")
+        common.replace_section(path, "y", "z")
 
 
 def test_bar_chart_and_curves_are_pngs(tmp_path: Path) -> None:

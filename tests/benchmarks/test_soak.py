@@ -52,6 +52,8 @@ def test_quick_run_writes_the_report(tmp_path: Path) -> None:
         (["--samples", "1"], "at least 2"),
         (["--warmup", "1.0"], "fraction"),
         (["--n-envs", "6", "--group-size", "4"], "multiple"),
+        (["--env-episodes", "0"], "env_episodes: expected a positive int, got 0"),
+        (["--group-size", "0"], "group_size: expected a positive int, got 0"),
     ],
 )
 def test_bad_arguments(flags: list[str], match: str) -> None:
