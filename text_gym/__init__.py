@@ -14,7 +14,7 @@ Where things live:
 - ``text_gym.envs``: the environments (``TextGenEnv``).
 - ``text_gym.tasks``: datasets of ``(prompt, references)``; add yours with ``register_task``.
 - ``text_gym.rewards``: batch reward functions; add yours with ``register_reward``.
-- ``text_gym.tokenization`` / ``text_gym.models``: tokenizer and model presets, offline.
+- ``text_gym.tokenization`` / ``agents.modeling.loading``: tokenizer and model presets, offline.
 - ``text_gym.testing``: ``check_text_env`` for your own tasks and envs.
 """
 

@@ -1,4 +1,4 @@
-"""TextGenEnv: spaces, dynamics, rewards, episode ends, seeding, bad input, registration."""
+"""TextGenEnv: spaces, dynamics, rewards, episode ends, info, seeding, bad input, registration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from gymnasium.error import ResetNeeded
 
 import text_gym
-from text_gym.envs import TextGenEnv
+from text_gym.envs import INFO_KEYS, TextGenEnv, UnscoredReplyWarning, references_from_info
 from text_gym.errors import PromptTooLongError, RewardError, UnknownNameError
 from text_gym.tasks import Sample, from_records
 from text_gym.testing import check_text_env
@@ -44,6 +44,7 @@ def test_every_registered_env_passes_both_checkers(env_id):
     env = gym.make(env_id, **{**SMALL, "max_prompt_tokens": 192})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", UnscoredReplyWarning)  # the checkers reset mid-episode on purpose
         check_text_env(env)
         sb3_check_env(env.unwrapped)
 
@@ -81,7 +82,7 @@ def test_reference_reply_terminates_with_bleu_one():
     reference = env.task[0].references[0]
     rewards, (_, reward, terminated, truncated, info) = play(env, encode_reply(env, reference))
     assert terminated and not truncated
-    assert info["text"] == reference and info["references"] == [reference]
+    assert info["text"] == reference and references_from_info(info) == [reference]
     assert info["scores"]["bleu"] == pytest.approx(1.0) and reward == pytest.approx(1.0)
     assert rewards[:-1] == [0.0] * (len(rewards) - 1)
 
@@ -90,7 +91,7 @@ def test_truncated_at_budget_without_eos():
     env = make(max_new_tokens=3)
     env.reset(seed=0)
     _, (_, _, terminated, truncated, info) = play(env, [70, 71, 72])
-    assert truncated and not terminated and "text" in info
+    assert truncated and not terminated and info["num_tokens"] == 3 and info["scored"]
 
 
 def test_delta_shaping_sums_to_final_score():
@@ -100,6 +101,44 @@ def test_delta_shaping_sums_to_final_score():
     rewards, (*_, info) = play(env, encode_reply(env, reference))
     assert sum(rewards) == pytest.approx(info["scores"]["reward"]) == pytest.approx(1.0)
     assert any(r != 0 for r in rewards[:-1])
+
+
+@pytest.mark.parametrize("shaping", ["sparse", "delta"])
+def test_info_has_the_same_keys_and_types_on_reset_and_every_step(shaping):
+    env = make(reward={"bleu": 1.0, "chrf": 0.5}, reward_shaping=shaping)
+    _, first = env.reset(seed=0, options={"index": 0})
+    reference = env.task[0].references[0]
+    infos = [first] + [env.step(action)[-1] for action in encode_reply(env, reference)]
+
+    def schema(info):
+        return [(key, type(info[key]), np.shape(info[key])) for key in INFO_KEYS] + sorted(
+            (name, type(value)) for name, value in info["scores"].items()
+        )
+
+    assert list(first) == list(INFO_KEYS) and all(schema(info) == schema(first) for info in infos)
+    assert [kind for _, kind, _ in schema(first)[:5]] == [np.int64, str, str, str, np.int64]
+    assert first["scored"].shape == () and first["scored"].dtype == np.bool_
+    assert set(first["scores"]) == {"bleu", "chrf", "reward"}  # known before any reply is scored
+    assert [info["num_tokens"] for info in infos] == list(range(len(infos)))
+    assert [info["index"] for info in infos] == [0] * len(infos) and first["text"] == ""
+    assert infos[-2]["text"] == reference  # the reply before end-of-sequence, decoded
+    scored = [bool(info["scored"]) for info in infos]
+    assert scored == [False] + [shaping == "delta"] * (len(infos) - 2) + [True]
+    if shaping == "sparse":
+        assert all(value == 0.0 for info in infos[:-1] for value in info["scores"].values())
+    assert infos[-1]["scores"]["reward"] == pytest.approx(1.5)
+
+
+def test_references_from_info_round_trips_any_text_and_vector_rows():
+    references = ['il a dit "oui"', "ça, là", "[x]", "tab\tnew\nline"]
+    task = from_records([{"prompt": "Say", "references": references}, {"prompt": "Hi", "reference": "hi"}], split="all")
+    _, info = make(task=task).reset(seed=0, options={"index": 0})
+    assert references_from_info(info) == references and "ça" in info["references"]  # exact, unescaped UTF-8
+    envs = gym.vector.SyncVectorEnv([lambda: make(task=task)] * 2)
+    _, infos = envs.reset(seed=0, options={"index": 1})
+    assert [references_from_info(infos, row=i) for i in range(2)] == [["hi"], ["hi"]]
+    with pytest.raises(TypeError, match="row"):
+        references_from_info(infos)
 
 
 def test_composite_reward_reports_each_component():
@@ -141,7 +180,7 @@ def test_user_task_object_and_pickle():
     env = make(task=task)
     env.reset(seed=0, options={"index": 1})
     _, (*_, info) = play(env, encode_reply(env, "yo"))
-    assert info["references"] == ["yo", "yo!"] and info["scores"]["bleu"] == pytest.approx(1.0)
+    assert references_from_info(info) == ["yo", "yo!"] and info["scores"]["bleu"] == pytest.approx(1.0)
     clone = pickle.loads(pickle.dumps(env))
     assert clone.reset(seed=3)[1]["index"] == env.reset(seed=3)[1]["index"]
 
@@ -156,25 +195,54 @@ def test_real_qa_task_with_tiny_tokenizer():
 def test_make_vec(mode):
     envs = gym.make_vec("TextGen-Copy-v0", num_envs=2, vectorization_mode=mode, **{**SMALL, "max_new_tokens": 4})
     try:
-        obs, _ = envs.reset(seed=0)
+        obs, first = envs.reset(seed=0)
         assert obs["input_ids"].shape == (2, 68)
         ends = 0
         for _ in range(6):  # crosses an episode end (budget 4), autoreset included
             obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
             ends += int(np.sum(terminated | truncated))
+            # Every sub-env reports every key, each stacked into a typed array (no ragged, masked infos).
+            assert infos.keys() == first.keys() and all(infos["_" + key].all() for key in INFO_KEYS)
+            assert infos["scored"].dtype == np.bool_ and infos["num_tokens"].dtype == np.int64
+            np.testing.assert_array_equal(infos["scored"], terminated | truncated)
+            np.testing.assert_array_equal(infos["scores"]["reward"][infos["scored"]], rewards[infos["scored"]])
         assert obs["input_ids"].shape == (2, 68) and rewards.shape == (2,) and ends >= 2
     finally:
         envs.close()
 
 
 def test_sb3_vec_env_and_ppo_learn():
+    import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    vec = make_vec_env("TextGen-Copy-v0", n_envs=2, seed=0, env_kwargs={**SMALL, "render_mode": None})
+    class EpisodeEnds(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.infos: list[dict] = []
+
+        def _on_step(self) -> bool:
+            self.infos += [info for info, done in zip(self.locals["infos"], self.locals["dones"]) if done]
+            return True
+
+    vec = make_vec_env(
+        "TextGen-Copy-v0", n_envs=2, seed=0, env_kwargs={**SMALL, "max_new_tokens": 8, "render_mode": None}
+    )
     model = PPO("MultiInputPolicy", vec, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
-    model.learn(256)
-    assert model.num_timesteps >= 256
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    ends = EpisodeEnds()
+    model.learn(256, callback=ends)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters())), "PPO did not update"
+    # The rollout buffer holds the env's observations: token ids of the vocabulary, a 0/1 mask.
+    stored = model.rollout_buffer.observations
+    assert (stored["input_ids"] == stored["input_ids"].round()).all() and stored["input_ids"].max() < vec.action_space.n
+    assert set(np.unique(stored["attention_mask"])) == {0.0, 1.0}
+    # Episodes ended, and SB3's Monitor saw the reward the env's info scored (sparse: the return).
+    assert len(ends.infos) >= 256 // 8  # every episode ends within its 8-token budget
+    for info in ends.infos:
+        assert info["scored"] and info["num_tokens"] == info["episode"]["l"] <= 8
+        assert info["scores"]["reward"] == pytest.approx(info["episode"]["r"], abs=1e-6)
 
 
 # ----------------------------------------------------------------- bad input
@@ -200,11 +268,17 @@ def test_bad_actions_are_rejected_and_leave_state_unchanged(action, error):
     assert after["attention_mask"].sum() == obs["attention_mask"].sum() + 1
 
 
-def test_numpy_scalar_actions_are_accepted():
-    env = make()
-    env.reset(seed=0)
-    env.step(np.int64(70))
-    env.step(np.array(71))
+def test_numpy_scalar_actions_act_like_python_ints():
+    runs = []
+    for actions in ([70, 71, 0], [np.int64(70), np.array(71), np.int32(0)], [np.uint16(70), np.array(71, np.int16), 0]):
+        env = make()
+        env.reset(seed=0)
+        runs.append([env.step(action) for action in actions])
+    for run in runs[1:]:
+        for (obs, *rest, info), (obs0, *rest0, info0) in zip(run, runs[0]):
+            np.testing.assert_array_equal(obs["input_ids"], obs0["input_ids"])
+            assert rest == rest0 and info["text"] == info0["text"] and info["num_tokens"] == info0["num_tokens"]
+    assert all(run[-1][2] for run in runs)  # 0, the end-of-sequence id, terminated each episode
 
 
 @pytest.mark.parametrize(
@@ -267,6 +341,39 @@ def test_prompt_too_long_errors_or_truncates_left():
     obs, _ = env.reset(seed=0)
     full = env.tokenizer(env.prompts.format("x" * 100), add_special_tokens=False)["input_ids"]
     np.testing.assert_array_equal(obs["input_ids"][:32], full[-32:])
+
+
+def test_outer_time_limit_shorter_than_budget_leaves_reply_unscored_and_warns_once():
+    env = gym.make("TextGen-Copy-v0", **{**SMALL, "max_new_tokens": 8}, max_episode_steps=4)
+    assert env.unwrapped.spec.max_episode_steps is None  # Gymnasium 1.x: the limit lives in TimeLimit only
+    env.reset(seed=0)
+    _, (_, reward, terminated, truncated, info) = play(env, [70] * 8)
+    assert truncated and not terminated and info["num_tokens"] == 4
+    assert not info["scored"] and reward == 0.0 and info["scores"]["reward"] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env.reset(seed=1)  # a seeded reset is a deliberate restart
+    play(env, [70] * 8)
+    with pytest.warns(UnscoredReplyWarning, match="max_episode_steps"):
+        env.reset()  # as autoresets do
+    play(env, [70] * 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env.reset()  # warned once per env
+
+
+@pytest.mark.parametrize("max_episode_steps, shaping", [(8, "sparse"), (None, "sparse"), (4, "delta")])
+def test_no_warning_when_no_reward_is_lost(max_episode_steps, shaping):
+    # Equal budgets, no outer limit, or delta rewards (already paid on every step): nothing to warn of.
+    kwargs = {**SMALL, "max_new_tokens": 8, "reward_shaping": shaping}
+    env = gym.make("TextGen-Copy-v0", **kwargs, max_episode_steps=max_episode_steps)
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            *_, info = play(env, [70] * 8)[1]
+            env.reset()  # unseeded, as autoresets do
+    assert info["scored"] and info["num_tokens"] == min(8, max_episode_steps or 8)
 
 
 def test_reward_returning_nan_raises():

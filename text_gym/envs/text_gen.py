@@ -12,8 +12,10 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 from transformers import PreTrainedTokenizerBase
 
+from text_gym.envs.info import UnscoredReplyWarning, encode_references
 from text_gym.envs.prompts import PromptEncoder
-from text_gym.rewards import Reward, RewardFunction, make_reward
+from text_gym.errors import check_choice, check_positive_int
+from text_gym.rewards import TOTAL_KEY, Reward, RewardFunction, make_reward
 from text_gym.tasks import Task, check_split, make_task
 from text_gym.tokenization import load_tokenizer, logits_size
 
@@ -69,9 +71,34 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - Termination: the agent chose the end-of-sequence token (``tokenizer.eos_token_id``).
     - Truncation: the reply reached ``max_new_tokens`` tokens without end-of-sequence.
 
-    At the end, ``info`` holds ``"text"`` (the decoded reply, special tokens removed),
-    ``"prompt"``, ``"references"`` and ``"scores"`` (each reward component, and ``"reward"``,
-    their weighted sum). ``reset`` returns ``info`` with ``"index"`` and ``"prompt"``.
+    The env scores the reply only when it ends one of these two ways. An outer time limit shorter
+    than ``max_new_tokens``, such as ``gym.make(..., max_episode_steps=8)`` (a ``TimeLimit``
+    wrapper), truncates the episode before that: under ``reward_shaping="sparse"`` the reward of
+    that reply is lost, silently for the wrapper (its last ``info["scored"]`` is ``False``). Leave
+    ``max_episode_steps`` unset, or at least ``max_new_tokens``. Gymnasium 1.x keeps the limit in
+    the wrapper, out of the env's sight, so the env cannot refuse it up front. Instead, an
+    unseeded ``reset`` (what ``TimeLimit`` passes on and what vector envs and RL libraries call
+    to autoreset) that cuts short a reply that was never scored warns once per env
+    (:class:`~text_gym.envs.UnscoredReplyWarning`); a seeded ``reset`` counts as a deliberate
+    restart and never warns. :func:`text_gym.testing.check_text_env`, given the wrapped env,
+    fails on such a limit. Under ``"delta"`` nothing is lost: the rewards paid so far sum to the
+    score of the reply so far.
+
+    ## Info
+    ``reset`` and every ``step`` return the same keys, with values of fixed shape, so replay
+    buffers of any RL library can store them (see :mod:`text_gym.envs.info`):
+
+    - ``"index"`` (``np.int64``): the sample index; ``"prompt"`` (``str``): the task prompt, not
+      chat-templated.
+    - ``"references"`` (``str``): the references as a JSON list; decode them with
+      :func:`~text_gym.envs.references_from_info`.
+    - ``"text"`` (``str``): the reply so far, as :meth:`reply_text` decodes it (``""`` on reset).
+    - ``"num_tokens"`` (``np.int64``): the reply length so far, end-of-sequence included.
+    - ``"scores"`` (``dict[str, np.float64]``): each reward component and ``"reward"``, their
+      weighted sum, always with these keys. They hold the score of the finished reply on the last
+      step, of the reply so far on every step under ``"delta"``, and 0.0 otherwise.
+    - ``"scored"`` (``np.ndarray``, shape ``()``, dtype ``bool``): whether ``"scores"`` holds the
+      score of the current reply.
 
     ## Arguments
     - ``task``: a task name (``text_gym.tasks.task_names()``), a path to a ``.jsonl`` file, a
@@ -94,7 +121,11 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     - ``render_mode``: ``"ansi"`` (``render`` returns text) or ``"human"`` (prints it).
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version. Revised in place after text_gym 0.1.0 (dynamics and rewards are
+      unchanged, so the id stays ``-v0``): ``info`` has one schema on reset and every step (see
+      Info). In 0.1.0, ``reset`` returned ``"index"`` (an ``int``) and ``"prompt"``, steps
+      returned ``{}``, and the last step returned ``"text"``, ``"prompt"``, ``"references"`` (a
+      list) and ``"scores"`` (floats).
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
@@ -112,39 +143,40 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         prompt_truncation: Literal["error", "left"] = "error",
         render_mode: str | None = None,
     ) -> None:
-        _check_positive_int("max_new_tokens", max_new_tokens)
-        _check_positive_int("max_prompt_tokens", max_prompt_tokens)
-        _check_choice("reward_shaping", reward_shaping, REWARD_SHAPINGS)
+        check_positive_int("max_new_tokens", max_new_tokens)
+        check_positive_int("max_prompt_tokens", max_prompt_tokens)
+        check_choice("reward_shaping", reward_shaping, REWARD_SHAPINGS)
         check_split(split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".
             gym.logger.warn(
                 f"render_mode {render_mode!r} is not supported (expected 'ansi' or 'human'); render() will return None."
             )
-        if max_prompt_tokens + max_new_tokens > MAX_SEQUENCE_TOKENS:
-            raise ValueError(
-                f"Expected max_prompt_tokens + max_new_tokens <= {MAX_SEQUENCE_TOKENS:,} (each observation holds that many "
-                f"int64 slots, twice), got {max_prompt_tokens} + {max_new_tokens}."
-            )
+        _check_length(
+            max_prompt_tokens,
+            max_new_tokens,
+            MAX_SEQUENCE_TOKENS,
+            "each observation holds that many int64 slots, twice",
+        )
         self.task: Task = make_task(task, split)
         self.tokenizer = load_tokenizer(tokenizer)
         limit = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(limit, int) and limit < MAX_SEQUENCE_TOKENS and max_prompt_tokens + max_new_tokens > limit:
-            raise ValueError(
-                f"Expected max_prompt_tokens + max_new_tokens <= {limit} (the tokenizer's model_max_length), got "
-                f"{max_prompt_tokens} + {max_new_tokens}."
-            )
+        if isinstance(limit, int) and limit < MAX_SEQUENCE_TOKENS:
+            _check_length(max_prompt_tokens, max_new_tokens, limit, "the tokenizer's model_max_length")
         self.reward: Reward = make_reward(reward)
+        self._score_keys = (*self.reward.components, TOTAL_KEY)  # the fixed keys of info["scores"]
         self.reward_shaping = reward_shaping
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.render_mode = render_mode
         self.prompts = PromptEncoder(self.tokenizer, max_prompt_tokens, chat_template, prompt_truncation)
 
-        n = logits_size(tokenizer, self.tokenizer)
         self.eos_token_id = int(self.tokenizer.eos_token_id)
         self.pad_token_id = self.prompts.pad_token_id
-        length = max_prompt_tokens + max_new_tokens
+        self._build_spaces(logits_size(tokenizer, self.tokenizer), max_prompt_tokens + max_new_tokens)
+        self._clear_state(max_prompt_tokens + max_new_tokens)
+
+    def _build_spaces(self, n: int, length: int) -> None:
         self.observation_space = spaces.Dict(
             {
                 "input_ids": spaces.Box(0, n - 1, shape=(length,), dtype=np.int64),
@@ -156,13 +188,17 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._action_mask = np.arange(n) < self._vocab_limit
         self._action_mask.setflags(write=False)
 
+    def _clear_state(self, length: int) -> None:
         self._input_ids = np.full(length, self.pad_token_id, dtype=np.int64)
         self._attention_mask = np.zeros(length, dtype=np.int64)
         self._index: int | None = None
+        self._references = "[]"  # the sample's references, JSON-encoded once per episode
         self._num_new = 0
-        self._score = 0.0
+        self._score = 0.0  # the total score of the reply so far, which delta rewards difference
+        self._scores = dict.fromkeys(self._score_keys, 0.0)
+        self._scored = False  # whether self._scores holds the score of the current reply
         self._done = False
-        self._last_scores: dict[str, float] = {}
+        self._warned_unscored = False
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(
@@ -171,17 +207,21 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         """Start a new reply to a new prompt; ``options={"index": i}`` picks sample ``i``."""
         super().reset(seed=seed)
         index = self._pick_index(options)
-        prompt_ids = self.prompts.encode(self.task[index].prompt)  # may raise; state untouched
+        sample = self.task[index]
+        prompt_ids = self.prompts.encode(sample.prompt)  # may raise; state untouched
+        if seed is None:  # a seeded reset is a deliberate restart (checkers, evaluation); autoresets pass none
+            self._warn_if_unscored()
         p = self.max_prompt_tokens
         self._input_ids.fill(self.pad_token_id)
         self._attention_mask.fill(0)
         self._input_ids[p - len(prompt_ids) : p] = prompt_ids
         self._attention_mask[p - len(prompt_ids) : p] = 1
         self._index, self._num_new, self._score, self._done = index, 0, 0.0, False
-        self._last_scores = {}
+        self._references = encode_references(sample.references)
+        self._scores, self._scored = dict.fromkeys(self._score_keys, 0.0), False
         if self.render_mode == "human":
             self.render()
-        return self._observation(), {"index": index, "prompt": self.task[index].prompt}
+        return self._observation(), self._info("")
 
     def step(self, action: int | np.integer) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Append token ``action`` to the reply; see the class docstring for rewards and ends."""
@@ -198,22 +238,14 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         terminated = token == self.eos_token_id
         truncated = not terminated and self._num_new >= self.max_new_tokens
         self._done = terminated or truncated
-        reward, info = 0.0, {}
+        text, reward = self.reply_text(), 0.0
         if self._done or self.reward_shaping == "delta":
-            scores = self._score_reply()
-            reward = scores["reward"] - self._score if self.reward_shaping == "delta" else scores["reward"]
-            self._score, self._last_scores = scores["reward"], scores
-        if self._done:
-            sample = self.task[self._index]
-            info = {
-                "text": self.reply_text(),
-                "prompt": sample.prompt,
-                "references": list(sample.references),
-                "scores": dict(self._last_scores),
-            }
+            scores = self._score_reply(text)
+            reward = scores[TOTAL_KEY] - self._score if self.reward_shaping == "delta" else scores[TOTAL_KEY]
+            self._score, self._scores, self._scored = scores[TOTAL_KEY], scores, True
         if self.render_mode == "human":
             self.render()
-        return self._observation(), float(reward), terminated, truncated, info
+        return self._observation(), float(reward), terminated, truncated, self._info(text)
 
     def render(self) -> str | None:
         """Return (``"ansi"``) or print (``"human"``) the prompt, reply, references and scores."""
@@ -226,7 +258,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             text = "(no episode yet: call reset())"
         else:
             sample = self.task[self._index]
-            scores = " ".join(f"{k}={v:.3f}" for k, v in self._last_scores.items()) or "-"
+            scores = " ".join(f"{k}={v:.3f}" for k, v in self._scores.items()) if self._scored else "-"
             state = "done" if self._done else f"{self._num_new}/{self.max_new_tokens} tokens"
             text = (
                 f"prompt     : {sample.prompt}\n"
@@ -260,12 +292,42 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         # Copies, so an observation kept by the caller (a rollout buffer) never changes later.
         return {"input_ids": self._input_ids.copy(), "attention_mask": self._attention_mask.copy()}
 
-    def _score_reply(self) -> dict[str, float]:
+    def _info(self, text: str) -> dict[str, Any]:
+        # One schema on reset and every step, fixed-shape values: see text_gym.envs.info.
+        return {
+            "index": np.int64(self._index),
+            "prompt": self.task[self._index].prompt,
+            "references": self._references,
+            "text": text,
+            "num_tokens": np.int64(self._num_new),
+            "scores": {name: np.float64(value) for name, value in self._scores.items()},
+            # A 0-d array, not np.bool_: Gymnasium's vector envs stack np.bool_ into an object array.
+            "scored": np.array(self._scored),
+        }
+
+    def _score_reply(self, text: str) -> dict[str, float]:
         sample = self.task[self._index]
         # Rewards see the text the reply answers or transforms: the sample's source (its prompt
         # when it names none), never the chat template.
-        scores = self.reward.score([sample.source], [self.reply_text()], [sample.references])
-        return {name: float(values[0]) for name, values in scores.items()}
+        scores = self.reward.score([sample.source], [text], [sample.references])
+        return {name: float(scores[name][0]) for name in self._score_keys}
+
+    def _warn_if_unscored(self) -> None:
+        # gym.make(..., max_episode_steps=N) puts N in the TimeLimit wrapper only: Gymnasium 1.x
+        # sets env.unwrapped.spec.max_episode_steps to None, so the env cannot see the limit up
+        # front. It sees the harm instead: a reset that cuts short a reply it never scored.
+        cut_short = self._index is not None and not self._done and self._num_new > 0
+        if not cut_short or self.reward_shaping != "sparse" or self._warned_unscored:
+            return
+        self._warned_unscored = True
+        gym.logger.warn(
+            f"reset() cut short a reply of {self._num_new} token(s) that had not ended (max_new_tokens="
+            f"{self.max_new_tokens}), so the env never scored it and its sparse reward was lost. An outer time "
+            "limit shorter than max_new_tokens does this, e.g. gym.make(..., max_episode_steps=N) or TimeLimit(env, N) "
+            "with N < max_new_tokens: leave it unset or make N >= max_new_tokens (or use reward_shaping='delta'). "
+            "If you reset mid-episode on purpose, ignore this text_gym.envs.UnscoredReplyWarning (warned once per env).",
+            category=UnscoredReplyWarning,
+        )
 
     def _pick_index(self, options: dict[str, Any] | None) -> int:
         options = dict(options or {})
@@ -291,11 +353,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return int(action)
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+def _check_length(prompt_tokens: int, new_tokens: int, limit: int, why: str) -> None:
+    if prompt_tokens + new_tokens > limit:
+        raise ValueError(
+            f"Expected max_prompt_tokens + max_new_tokens <= {limit:,} ({why}), got {prompt_tokens} + {new_tokens}."
+        )
