@@ -27,17 +27,21 @@ the cache without changing it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from agents.modeling.lm import LMActorCritic
 from agents.modeling.prefix import last_token_outputs
+from agents.modeling.tokens import last_real_index, positions_from_mask
 
 # One list of (keys, values) per layer, one such list per trunk (two with a separate critic).
 KV = list[list[tuple[torch.Tensor, torch.Tensor]]]
+# Rows of a batch, their cache and its (rows, L) mask.
+_Part = tuple[torch.Tensor, KV, torch.Tensor]
 
 
 @dataclass
@@ -64,6 +68,23 @@ class _Slots:
         none = torch.full_like(self.guessed, -1)
         logits, values = self.before if self.before is not None else (self.logits, self.values)
         return _Slots(self.input_ids, mask, self.kv, kv_mask, logits, values, none)
+
+
+class _Match(NamedTuple):
+    """Rows of a batch that a view of the slots already holds (``same``) or holds minus one token (``next``)."""
+
+    view: _Slots
+    same: torch.Tensor  # (B,) bool
+    next: torch.Tensor  # (B,) bool
+    slot: torch.Tensor  # (B,) the matching slot of each row
+
+
+def _views(slots: _Slots) -> Iterator[_Slots]:
+    """The slots, then (computed only when asked for) the slots before advance()'s guess."""
+    yield slots
+    before = slots.without_guess()
+    if before is not None:
+        yield before
 
 
 @dataclass
@@ -102,58 +123,43 @@ class RolloutKVCache:
                 any env and leave the cache as it is.
         """
         input_ids, attention_mask = input_ids.long(), attention_mask.long()
-        batch, device = input_ids.shape[0], input_ids.device
         slots = self._slots
         if slots is not None and slots.input_ids.shape[1] != input_ids.shape[1]:
             slots = self._slots = None  # another observation layout: start over
-        # Match each row against the slots, then against the slots before advance()'s guess.
-        matches: list[tuple[_Slots, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (view, same, next, slot)
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        if slots is not None and not (commit and batch != self.num_slots):
-            for get_view in (lambda: slots, slots.without_guess):
-                view = None if bool(done.all()) else get_view()
-                if view is None:
-                    continue
-                same, nxt, slot_of = _match(view, input_ids, attention_mask, pairwise=commit)
-                same, nxt = same & ~done, nxt & ~done & ~same
-                matches.append((view, same, nxt, slot_of))
-                done |= same | nxt
-        fresh = ~done
-        self.stats["fresh"] += int(fresh.sum())
-        for _, same, nxt, _ in matches:
-            self.stats["same"] += int(same.sum())
-            self.stats["next"] += int(nxt.sum())
-        if len(matches) == 1 and commit and bool(matches[0][1].all()):
+        matches, fresh = self._match_rows(input_ids, attention_mask, commit)
+        if commit and len(matches) == 1 and bool(matches[0].same.all()):
             # The usual rollout step: every guess was right, so the guesses become the state.
             self._slots = replace(slots, guessed=torch.full_like(slots.guessed, -1), before=None)
             return slots.logits, slots.values
-
-        parts: list[tuple[torch.Tensor, KV, torch.Tensor]] = []  # (rows, their cache, its mask)
-        logits = torch.empty(batch, actor_critic.logits_size, device=device)
-        values = torch.empty(batch, device=device)
-        if bool(fresh.any()):
-            rows = fresh.nonzero().squeeze(1)
-            lg, vl, past, mask = last_token_outputs(
-                actor_critic, input_ids[rows], attention_mask[rows], use_cache=commit
-            )
-            logits[rows], values[rows] = lg, vl
-            if commit:
-                parts.append((rows, _to_tensors(past), mask))
-        for view, same, nxt, slot_of in matches:
-            if bool(nxt.any()):
-                rows = nxt.nonzero().squeeze(1)
-                lg, vl, kv, mask = _decode_one(actor_critic, view, input_ids[rows], attention_mask[rows], slot_of[rows])
-                logits[rows], values[rows] = lg, vl
-                parts.append((rows, kv, mask))
-            if bool(same.any()):
-                rows = same.nonzero().squeeze(1)
-                logits[rows], values[rows] = view.logits[slot_of[rows]], view.values[slot_of[rows]]
-                parts.append((rows, _select(view.kv, slot_of[rows]), view.kv_mask[slot_of[rows]]))
+        logits, values, parts = _row_outputs(actor_critic, input_ids, attention_mask, matches, fresh, commit)
         if commit:
-            kv, kv_mask = _assemble(parts, batch)
-            none = torch.full((batch,), -1, device=device)
+            kv, kv_mask = _assemble(parts, input_ids.shape[0])
+            none = torch.full((input_ids.shape[0],), -1, device=input_ids.device)
             self._slots = _Slots(input_ids, attention_mask, kv, kv_mask, logits, values, none)
         return logits, values
+
+    def _match_rows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, commit: bool
+    ) -> tuple[list[_Match], torch.Tensor]:
+        """Match each row against the slots, then against the slots before advance()'s guess.
+
+        Returns the matches (none when nothing is cached or a committed batch has another size)
+        and ``fresh (B,)``, the rows that match nothing; updates :attr:`stats`.
+        """
+        matches: list[_Match] = []
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self._slots is not None and not (commit and input_ids.shape[0] != self.num_slots):
+            for view in _views(self._slots):
+                same, nxt, slot_of = _match(view, input_ids, attention_mask, pairwise=commit)
+                same, nxt = same & ~done, nxt & ~done & ~same
+                matches.append(_Match(view, same, nxt, slot_of))
+                done |= same | nxt
+                self.stats["same"] += int(same.sum())
+                self.stats["next"] += int(nxt.sum())
+                if bool(done.all()):
+                    break
+        self.stats["fresh"] += int((~done).sum())
+        return matches, ~done
 
     @torch.no_grad()
     def advance(self, actor_critic: LMActorCritic, tokens: torch.Tensor) -> None:
@@ -171,7 +177,8 @@ class RolloutKVCache:
             return
         slots = slots.without_guess() or slots  # at most one guess per row
         width = slots.attention_mask.shape[1]
-        free = (slots.attention_mask * torch.arange(1, width + 1, device=tokens.device)).amax(1)  # (N,) last + 1
+        # The column after each row's last token; an all-padding row gets none (width) and no guess.
+        free = last_real_index(slots.attention_mask) + 1  # (N,)
         rows = (free < width).nonzero().squeeze(1)
         if rows.numel() == 0:
             return
@@ -194,6 +201,41 @@ class RolloutKVCache:
         self._slots = _Slots(ids, mask, kv, kv_mask, logits, values, guessed, before=(slots.logits, slots.values))
 
 
+def _row_outputs(
+    actor_critic: LMActorCritic,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    matches: list[_Match],
+    fresh: torch.Tensor,
+    commit: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[_Part]]:
+    """Compute each row's outputs: whole for ``fresh`` rows, one token for "next", stored for "same".
+
+    Returns ``logits (B, V)``, ``values (B,)`` and, with ``commit``, each row group's cache.
+    """
+    batch, device = input_ids.shape[0], input_ids.device
+    logits = torch.empty(batch, actor_critic.logits_size, device=device)
+    values = torch.empty(batch, device=device)
+    parts: list[_Part] = []
+    if bool(fresh.any()):
+        rows = fresh.nonzero().squeeze(1)
+        lg, vl, past, mask = last_token_outputs(actor_critic, input_ids[rows], attention_mask[rows], use_cache=commit)
+        logits[rows], values[rows] = lg, vl
+        if commit:
+            parts.append((rows, _to_tensors(past), mask))
+    for view, same, nxt, slot_of in matches:
+        if bool(nxt.any()):
+            rows = nxt.nonzero().squeeze(1)
+            lg, vl, kv, mask = _decode_one(actor_critic, view, input_ids[rows], attention_mask[rows], slot_of[rows])
+            logits[rows], values[rows] = lg, vl
+            parts.append((rows, kv, mask))
+        if bool(same.any()):
+            rows = same.nonzero().squeeze(1)
+            logits[rows], values[rows] = view.logits[slot_of[rows]], view.values[slot_of[rows]]
+            parts.append((rows, _select(view.kv, slot_of[rows]), view.kv_mask[slot_of[rows]]))
+    return logits, values, parts
+
+
 def _decode_one(
     actor_critic: LMActorCritic,
     slots: _Slots,
@@ -206,7 +248,7 @@ def _decode_one(
     new = (attention_mask - slots.attention_mask[slot_rows]).argmax(1, keepdim=True)  # (B', 1)
     token = input_ids.gather(1, new)  # (B', 1)
     mask = torch.cat([kv_mask, torch.ones_like(token)], dim=1)  # (B', L + 1)
-    positions = kv_mask.sum(1, keepdim=True)  # (B', 1): the count of real tokens before it
+    positions = positions_from_mask(mask, num_new=1)  # (B', 1): the count of real tokens before it
     out = actor_critic(token, mask, cache=_to_caches(kv), position_ids=positions, use_cache=True)
     return out.logits[:, -1], out.values[:, -1], _to_tensors(out.cache), mask
 
@@ -224,10 +266,9 @@ def _match(
         ids, mask = input_ids[:, None], attention_mask[:, None]  # (B, 1, S)
     kept = ((ids == old_ids) | (old_mask == 0)).all(-1) & (mask >= old_mask).all(-1)  # (B, N')
     added = (mask - old_mask).sum(-1)  # (B, N')
-    # The added token must come after every cached one, or it would not be the last position.
-    last_old = (old_mask * torch.arange(1, mask.shape[-1] + 1, device=mask.device)).amax(-1)  # 1-based, (·, N')
-    first_new = ((mask - old_mask) * torch.arange(mask.shape[-1], 0, -1, device=mask.device)).amax(-1)
-    after = mask.shape[-1] + 1 - first_new > last_old
+    # The added token must come after every cached one, or it would not be the last position (an
+    # all-padding cached row has its "last" column at the end, so it is recomputed instead).
+    after = last_real_index(mask - old_mask) > last_real_index(old_mask)  # (B, N'), read where added == 1
     same_m = kept & (added == 0)
     next_m = kept & (added == 1) & after
     if pairwise:
@@ -237,19 +278,20 @@ def _match(
     return same_m.any(1), next_m.any(1) & ~same_m.any(1), slot_of
 
 
+def _all_in_order(rows: torch.Tensor, batch: int) -> bool:
+    """Whether ``rows`` is ``0, 1, ..., batch - 1``."""
+    return rows.numel() == batch and bool((rows == torch.arange(batch, device=rows.device)).all())
+
+
 def _select(kv: KV, rows: torch.Tensor) -> KV:
-    if rows.numel() == kv[0][0][0].shape[0] and bool((rows == torch.arange(rows.numel(), device=rows.device)).all()):
+    if _all_in_order(rows, kv[0][0][0].shape[0]):
         return kv  # every row in order: no copy (this is the common case of a rollout step)
     return [[(k[rows], v[rows]) for k, v in layers] for layers in kv]
 
 
-def _assemble(parts: list[tuple[torch.Tensor, KV, torch.Tensor]], batch: int) -> tuple[KV, torch.Tensor]:
+def _assemble(parts: list[_Part], batch: int) -> tuple[KV, torch.Tensor]:
     """Stack row groups of different cache lengths into one right-aligned cache of ``batch`` rows."""
-    if (
-        len(parts) == 1
-        and parts[0][0].numel() == batch
-        and bool((parts[0][0] == torch.arange(batch, device=parts[0][0].device)).all())
-    ):
+    if len(parts) == 1 and _all_in_order(parts[0][0], batch):
         _, kv, mask = parts[0]
         return _compact(kv, mask)
     length = max(mask.shape[1] for _, _, mask in parts)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from agents.modeling.lm import LMActorCritic
+from agents.modeling.tokens import last_real_index
 
 
 def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,8 @@ def group_by_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tu
 
     Row ``r`` extends row ``c`` when ``c``'s real tokens sit at the same slots in ``r`` and ``r``
     has no other real token before ``c``'s last one, so ``c``'s real tokens are the first ones of
-    ``r``'s. Identical rows extend each other; the lowest index represents them.
+    ``r``'s. Identical rows extend each other; the lowest index represents them. An all-padding
+    row has no prefix to share: only identical rows extend it.
 
     Args:
         input_ids: ``(B, S)`` observations.
@@ -63,8 +65,8 @@ def group_by_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tu
     ids, mask = input_ids.long(), attention_mask.long()
     batch, width = mask.shape
     lengths = mask.sum(1)  # (B,)
-    last = (mask * torch.arange(1, width + 1, device=mask.device)).amax(1)  # (B,) 1-based, 0 if empty
-    upto_last = torch.arange(width, device=mask.device)[None, :] < last[:, None]  # (B, S): slots up to each row's last
+    # (B, S): the slots up to each row's last real token (all of them for an all-padding row)
+    upto_last = torch.arange(width, device=mask.device)[None, :] <= last_real_index(mask)[:, None]
     # extends[c, r]: row r extends row c. Shapes broadcast to (B_c, B_r, S).
     same_tokens = ((ids[:, None] == ids[None]) | (mask[:, None] == 0)).all(-1)
     same_slots = ((mask[:, None] == mask[None]) | ~upto_last[:, None]).all(-1)

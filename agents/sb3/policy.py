@@ -1,6 +1,7 @@
 """``LMPolicy``: a causal language model as an SB3 actor-critic policy.
 
-Use it with stock Stable-Baselines3 and sb3-contrib algorithms::
+Use it with stock Stable-Baselines3 algorithms (``MaskablePPO`` takes
+:class:`~agents.sb3.maskable.MaskableLMPolicy`)::
 
     from stable_baselines3 import PPO
     from agents import LMPolicy
@@ -9,17 +10,14 @@ Use it with stock Stable-Baselines3 and sb3-contrib algorithms::
     model = PPO(LMPolicy, env, learning_rate=1e-5, policy_kwargs={"model": "smollm2-135m"})
     model.learn(10_000)
 
-``MaskablePPO(LMPolicy, env)`` works too: ``LMPolicy`` is registered as a virtual subclass of
-sb3-contrib's ``MaskableActorCriticPolicy`` and applies the masks it is given.
-
 What makes it fast:
 
 - Rollouts: SB3 calls the policy once per step with every env's whole observation. A
   :class:`~agents.modeling.kv_cache.RolloutKVCache` keeps a KV cache row per env and runs only the token
   appended since the last call, as ``model.generate`` does; resets and anything unexpected are
   recomputed. The policy runs the chosen token right after choosing it, so the next step (and
-  SB3's value of a terminal observation) finds its outputs ready. The cache is cleared whenever the weights may change (``set_training_mode(True)``,
-  every optimizer step, ``load_state_dict``).
+  SB3's value of a terminal observation) finds its outputs ready. The cache is cleared whenever
+  the weights may change (``set_training_mode(True)``, every optimizer step, ``load_state_dict``).
 - Training: ``evaluate_actions`` runs one forward pass per episode prefix present in the minibatch
   (:func:`~agents.modeling.prefix.grouped_last_token_outputs`) instead of one per step.
 """
@@ -32,14 +30,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from agents.modeling.kv_cache import RolloutKVCache
 from agents.modeling.lm import LMActorCritic
-from agents.modeling.prefix import grouped_last_token_outputs, last_token_outputs
+from agents.modeling.prefix import grouped_last_token_outputs, last_token_outputs, left_align
 
 OBS_KEYS: tuple[str, str] = ("input_ids", "attention_mask")
 
@@ -59,6 +58,24 @@ class LMPolicy(ActorCriticPolicy):
     - when a tokenizer is known (``tokenizer=`` here, or the preset/folder named by ``model``), it
       fits the model (:func:`agents.modeling.loading.check_compatible`: enough logits, same eos) and its
       vocabulary fits in the action space.
+
+    How it fills ``ActorCriticPolicy``: its ``__init__`` runs as for any SB3 policy, so every
+    attribute SB3 sets exists (``features_extractor``, ``net_arch``, ``action_dist``...), with
+    ``net_arch=[]`` and a parameter-free features extractor; its ``_build`` hook, where SB3
+    creates the MLPs and the optimizer, builds the LM instead. SB3's pipeline then reads:
+
+    - ``features_extractor``: :class:`TokenIds` (the observation cast back to token ids);
+    - ``mlp_extractor``: :class:`LastTokenLatents` (the trunk's hidden states at the last real token);
+    - ``action_net``: the LM head; ``value_net``: the value head.
+
+    The last three are views of ``actor_critic``, which holds the only parameters, so the state
+    dict and the optimizer hold nothing else (no stray ``nn.Linear(hidden, vocab)``). SB3's generic
+    ``ActorCriticPolicy`` methods compute the same outputs with them, uncached; the overrides here
+    add the KV cache, shared prefixes, temperature and action masks. SB3's MLP and gSDE options
+    (``net_arch``, ``ortho_init``, ``use_sde=True``...) are not accepted.
+
+    The methods take sb3-contrib's ``action_masks`` too, but ``MaskablePPO`` accepts only its
+    ``MaskableActorCriticPolicy`` subclasses: give it :class:`~agents.sb3.maskable.MaskableLMPolicy`.
 
     Args:
         observation_space: From the algorithm.
@@ -104,25 +121,9 @@ class LMPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
     ) -> None:
-        if use_sde:
-            raise ValueError("LMPolicy has a discrete action space: expected use_sde=False, got True.")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}.")
-        _check_observation_space(observation_space)
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"LMPolicy expects a Discrete action space over token ids, got {action_space}.")
-        if optimizer_kwargs is None:
-            optimizer_kwargs = {"eps": 1e-5} if optimizer_class is torch.optim.Adam else {}
-        # ActorCriticPolicy.__init__ would build an MLP feature pipeline that an LM does not use;
-        # BasePolicy sets up spaces, optimizer options and save/load, and the LM is built here.
-        BasePolicy.__init__(
-            self,
-            observation_space,
-            action_space,
-            optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
-            normalize_images=False,
-        )
+        _check_arguments(observation_space, action_space, temperature, use_sde)
+        # Read by _build, which ActorCriticPolicy.__init__ calls (plain values may be set before
+        # nn.Module.__init__; modules and parameters may not, and there are none here).
         self.lm_kwargs: dict[str, Any] = dict(
             model=model,
             tokenizer=tokenizer,
@@ -136,18 +137,48 @@ class LMPolicy(ActorCriticPolicy):
         self.temperature = float(temperature)
         self.use_kv_cache = use_kv_cache
         self.group_prefixes = group_prefixes
-        self.use_sde = False
-        self.share_features_extractor = True
-        self.action_dist = CategoricalDistribution(int(action_space.n))
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[],
+            ortho_init=False,  # pretrained weights and a zero-initialized value head
+            use_sde=False,
+            features_extractor_class=TokenIds,
+            normalize_images=False,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        """Build the LM actor-critic, the rollout cache and the optimizer (SB3 builds its MLPs here)."""
         self.actor_critic = LMActorCritic(**self.lm_kwargs)
         # Logits against the action space, and eos against the tokenizer the actor-critic loaded.
         self.actor_critic.check_env(int(self.action_space.n))
         self.kv_cache = RolloutKVCache()
-        self.optimizer = self.optimizer_class(
-            [p for p in self.parameters() if p.requires_grad], lr=lr_schedule(1), **self.optimizer_kwargs
-        )
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)
         # Any optimizer step makes the cached keys and values stale.
         self.optimizer.register_step_post_hook(lambda *_: self.kv_cache.clear())
+
+    # ------------------------------------------------------------------ SB3's slots, as views
+    @property
+    def mlp_extractor(self) -> LastTokenLatents:
+        """The trunk(s), as SB3's ``mlp_extractor``: features to last-token hidden states."""
+        return LastTokenLatents(self.actor_critic)
+
+    @property
+    def action_net(self) -> nn.Module:
+        """The LM head: actor hidden states ``(B, H)`` to logits ``(B, V)``."""
+        return self.actor_critic.lm.get_output_embeddings()
+
+    @property
+    def value_net(self) -> nn.Module:
+        """The value head: float32 critic hidden states ``(B, H)`` to values ``(B, 1)``."""
+        return self.actor_critic.value_head
+
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor) -> Distribution:
+        return self._distribution(self.action_net(latent_pi).float(), None)
 
     # ------------------------------------------------------------------ SB3 API
     def forward(
@@ -174,7 +205,7 @@ class LMPolicy(ActorCriticPolicy):
         distribution = self._distribution(logits, action_masks)
         return values[:, None], distribution.log_prob(actions.reshape(-1)), distribution.entropy()
 
-    def get_distribution(self, obs: PyTorchObs, action_masks: Any = None) -> CategoricalDistribution:
+    def get_distribution(self, obs: PyTorchObs, action_masks: Any = None) -> Distribution:
         """Return the next-token distribution (temperature and masks applied)."""
         logits, _ = self._last_token(obs, commit=True)
         return self._distribution(logits, action_masks)
@@ -211,6 +242,10 @@ class LMPolicy(ActorCriticPolicy):
         if mode:
             self.kv_cache.clear()
 
+    def reset_noise(self, n_envs: int = 1) -> None:
+        """No-op: SB3 calls it only with ``use_sde``, which a token policy does not have."""
+
+    # ------------------------------------------------------------------ save / load
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """``nn.Module.state_dict``, without the frozen base weights when training LoRA adapters.
 
@@ -234,7 +269,8 @@ class LMPolicy(ActorCriticPolicy):
         missing = [k for k in result.missing_keys if k not in self._frozen_keys()]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(
-                f"Expected the keys of LMPolicy.state_dict(): missing {missing}, unexpected {result.unexpected_keys}."
+                f"Expected the keys of {type(self).__name__}.state_dict(): missing {missing}, "
+                f"unexpected {result.unexpected_keys}."
             )
         return result
 
@@ -242,9 +278,11 @@ class LMPolicy(ActorCriticPolicy):
         return {prefix + name for name, p in self.named_parameters() if not p.requires_grad}
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = BasePolicy._get_constructor_parameters(self)
-        data.pop("normalize_images", None)
-        data.update(
+        # Not ActorCriticPolicy's: it adds the MLP options (net_arch, ortho_init...) that
+        # LMPolicy fixes and does not take.
+        return dict(
+            observation_space=self.observation_space,
+            action_space=self.action_space,
             lr_schedule=self._dummy_schedule,
             temperature=self.temperature,
             use_kv_cache=self.use_kv_cache,
@@ -253,10 +291,6 @@ class LMPolicy(ActorCriticPolicy):
             optimizer_kwargs=self.optimizer_kwargs,
             **self.lm_kwargs,
         )
-        return data
-
-    def reset_noise(self, n_envs: int = 1) -> None:
-        """No-op: SB3 calls it only with ``use_sde``, which a token policy does not have."""
 
     # ------------------------------------------------------------------ internals
     def _last_token(self, obs: PyTorchObs, commit: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,13 +306,57 @@ class LMPolicy(ActorCriticPolicy):
         if self.use_kv_cache and not torch.is_grad_enabled():
             self.kv_cache.advance(self.actor_critic, actions.reshape(-1))
 
-    def _distribution(self, logits: torch.Tensor, action_masks: Any) -> CategoricalDistribution:
+    def _distribution(self, logits: torch.Tensor, action_masks: Any) -> Distribution:
         if self.temperature != 1.0:
             logits = logits / self.temperature  # (B, V)
         if action_masks is not None:
             masks = torch.as_tensor(action_masks, device=logits.device).reshape(logits.shape).bool()
             logits = logits.masked_fill(~masks, torch.finfo(logits.dtype).min)
         return self.action_dist.proba_distribution(action_logits=logits)
+
+
+class TokenIds(BaseFeaturesExtractor):
+    """SB3's features extractor for :class:`LMPolicy`: the observation as token ids, no parameters.
+
+    Returns ``(B, 2 * S)`` long: ``input_ids`` then ``attention_mask``.
+    """
+
+    def __init__(self, observation_space: spaces.Dict) -> None:
+        _check_observation_space(observation_space)
+        super().__init__(observation_space, features_dim=2 * observation_space[OBS_KEYS[0]].shape[0])
+
+    def forward(self, observations: PyTorchObs) -> torch.Tensor:
+        return torch.cat(_obs_tensors(observations), dim=1)
+
+
+class LastTokenLatents:
+    """SB3's ``mlp_extractor`` for :class:`LMPolicy`: :class:`TokenIds` features to hidden states.
+
+    Gives the actor's and the critic's hidden state at each row's last real token (the inputs of
+    ``action_net`` and ``value_net``), recomputed without a cache. A view of the actor-critic, not
+    a module, so the policy's state dict holds its weights once.
+    """
+
+    def __init__(self, actor_critic: LMActorCritic) -> None:
+        self.actor_critic = actor_critic
+
+    @property
+    def latent_dim_pi(self) -> int:
+        return int(self.actor_critic.value_head.in_features)
+
+    latent_dim_vf = latent_dim_pi
+
+    def __call__(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``latent_pi (B, H)`` in the LM's dtype and ``latent_vf (B, H)`` in float32."""
+        input_ids, attention_mask = left_align(*features.long().chunk(2, dim=1))  # (B, W)
+        actor_hidden, critic_hidden, _ = self.actor_critic.trunk(input_ids, attention_mask)  # (B, W, H)
+        return actor_hidden[:, -1], critic_hidden[:, -1].float()
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self(features)[0]
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self(features)[1]
 
 
 def _obs_tensors(obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,6 +368,18 @@ def _obs_tensors(obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids.round().long(), attention_mask.round().long()
 
 
+def _check_arguments(
+    observation_space: spaces.Space, action_space: spaces.Space, temperature: float, use_sde: bool
+) -> None:
+    if use_sde:
+        raise ValueError("LMPolicy has a discrete action space: expected use_sde=False, got True.")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}.")
+    _check_observation_space(observation_space)
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(f"LMPolicy expects a Discrete action space over token ids, got {action_space}.")
+
+
 def _check_observation_space(space: spaces.Space) -> None:
     ok = isinstance(space, spaces.Dict) and all(isinstance(space.spaces.get(k), spaces.Box) for k in OBS_KEYS)
     if not ok or space[OBS_KEYS[0]].shape != space[OBS_KEYS[1]].shape or len(space[OBS_KEYS[0]].shape) != 1:
@@ -297,16 +387,3 @@ def _check_observation_space(space: spaces.Space) -> None:
             f"LMPolicy expects a Dict observation space with 1-D Boxes {list(OBS_KEYS)} of equal shape "
             f"(the TextGenEnv layout), got {space}."
         )
-
-
-def _register_maskable() -> None:
-    # MaskablePPO accepts only subclasses of MaskableActorCriticPolicy; LMPolicy implements its
-    # interface (the action_masks arguments), so it is registered as a virtual subclass.
-    try:
-        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-    except ImportError:  # sb3-contrib is optional
-        return
-    MaskableActorCriticPolicy.register(LMPolicy)
-
-
-_register_maskable()

@@ -1,4 +1,7 @@
-"""LMPolicy with stock SB3 / sb3-contrib: learning, masks, checks, save and load."""
+"""LMPolicy and MaskableLMPolicy with stock SB3 / sb3-contrib: LoRA, masks, temperature, checks, save and load.
+
+What the algorithms call on the policy, and short learning runs of each: test_sb3_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -9,74 +12,21 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import MaskablePPO
-from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3 import PPO
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import text_gym  # noqa: F401  (registers the environments)
-from agents import LMPolicy
+from agents import LMPolicy, MaskableLMPolicy
 from text_gym.tokenization import load_tokenizer
 
-
-def reply_length(prompts, outputs, references):
-    """A reward that a random tiny LM earns too, so the critic gets gradients (BLEU would be 0)."""
-    return [len(output) / 8 for output in outputs]
+PPO_KWARGS = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "learning_rate": 1e-3, "seed": 0, "device": "cpu"}
 
 
-ENV_KWARGS = {"tokenizer": "tiny", "max_new_tokens": 4, "max_prompt_tokens": 16, "reward": reply_length}
-ALGOS = {
-    "PPO": (PPO, {"n_steps": 32, "batch_size": 32, "n_epochs": 2}),
-    "A2C": (A2C, {"n_steps": 8}),
-    "MaskablePPO": (MaskablePPO, {"n_steps": 32, "batch_size": 32, "n_epochs": 2}),
-}
-ALLOWED = np.array([0, 97, 98, 99])  # eos, "_", "`", "a" in the tiny byte vocabulary
+def make_model(env, algo=PPO, policy=LMPolicy, **policy_kwargs):
+    return algo(policy, env, policy_kwargs={"model": "tiny", **policy_kwargs}, **PPO_KWARGS)
 
 
-class OnlySomeTokens(gym.Wrapper):
-    """Masks every action but a few, to check that MaskablePPO's masks reach the policy."""
-
-    def action_masks(self) -> np.ndarray:
-        mask = np.zeros(self.action_space.n, dtype=bool)
-        mask[ALLOWED] = True
-        return mask
-
-
-def make_env(n_envs: int = 2, wrapper=None) -> DummyVecEnv:
-    def make() -> gym.Env:
-        env = gym.make("TextGen-EchoLetter-v0", **ENV_KWARGS)
-        return wrapper(env) if wrapper else env
-
-    env = DummyVecEnv([make] * n_envs)
-    env.seed(0)
-    return env
-
-
-def make_model(algo: str = "PPO", env=None, **policy_kwargs):
-    cls, kwargs = ALGOS[algo]
-    return cls(
-        LMPolicy,
-        env or make_env(),
-        policy_kwargs={"model": "tiny", **policy_kwargs},
-        learning_rate=1e-3,
-        seed=0,
-        device="cpu",
-        **kwargs,
-    )
-
-
-@pytest.mark.parametrize("algo", sorted(ALGOS))
-def test_learn_changes_parameters(algo):
-    model = make_model(algo)
-    before = copy.deepcopy(model.policy.state_dict())
-    model.learn(256)
-    after = model.policy.state_dict()
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert "actor_critic.value_head.weight" in changed
-    assert any(k.startswith("actor_critic.lm.") for k in changed)
-
-
-def test_learn_with_lora_and_separate_critic_trains_adapters_only():
-    model = make_model(lora={"r": 4}, critic="separate", critic_layers=1)
+def test_learn_with_lora_and_separate_critic_trains_adapters_only(make_env):
+    model = make_model(make_env(), lora={"r": 4}, critic="separate", critic_layers=1)
     base = {k: v.clone() for k, v in model.policy.named_parameters() if not v.requires_grad}
     trainable = {k: v.clone() for k, v in model.policy.named_parameters() if v.requires_grad}
     model.learn(64)
@@ -86,16 +36,16 @@ def test_learn_with_lora_and_separate_critic_trains_adapters_only():
     assert any(not torch.equal(v, params[k]) for k, v in trainable.items() if "critic_trunk" in k)
 
 
-def test_maskable_ppo_respects_action_masks():
-    model = make_model("MaskablePPO", env=make_env(wrapper=OnlySomeTokens))
+def test_maskable_ppo_respects_action_masks(make_env, allowed_tokens):
+    model = make_model(make_env(masked=True), algo=MaskablePPO, policy=MaskableLMPolicy)
     model.learn(32)
-    assert set(np.unique(model.rollout_buffer.actions)) <= set(ALLOWED.tolist())
-    obs = model.env.reset()
-    actions, _ = model.predict(obs, action_masks=np.stack([OnlySomeTokens.action_masks(e) for e in model.env.envs]))
-    assert set(actions.tolist()) <= set(ALLOWED.tolist())
+    assert set(np.unique(model.rollout_buffer.actions)) <= set(allowed_tokens.tolist())
+    env = make_env(masked=True)  # a fresh one: resetting the model's mid-reply would lose its reward
+    actions, _ = model.predict(env.reset(), action_masks=np.stack(env.env_method("action_masks")))
+    assert set(actions.tolist()) <= set(allowed_tokens.tolist())
 
 
-def test_temperature_scales_log_probs():
+def test_temperature_scales_log_probs(make_env):
     env = make_env()
     obs = {k: torch.as_tensor(v).float() for k, v in env.reset().items()}
     cold = LMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model="tiny", device="cpu")
@@ -106,8 +56,8 @@ def test_temperature_scales_log_probs():
 
 
 @pytest.mark.parametrize("policy_kwargs", [{}, {"lora": {"r": 4}}])
-def test_save_and_load_round_trip(tmp_path, policy_kwargs):
-    model = make_model(**policy_kwargs)
+def test_save_and_load_round_trip(tmp_path, make_env, policy_kwargs):
+    model = make_model(make_env(), **policy_kwargs)
     model.learn(64)
     model.save(tmp_path / "model")
     env = make_env()
@@ -125,7 +75,7 @@ def test_save_and_load_round_trip(tmp_path, policy_kwargs):
         assert not any(k.endswith("embed_tokens.weight") for k in model.policy.state_dict())
 
 
-def test_mismatched_model_is_rejected():
+def test_mismatched_model_is_rejected(make_env):
     env = make_env()
     config = LlamaConfig(
         vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
@@ -134,7 +84,7 @@ def test_mismatched_model_is_rejected():
         LMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model=LlamaForCausalLM(config))
 
 
-def test_mismatched_tokenizer_is_rejected():
+def test_mismatched_tokenizer_is_rejected(make_env):
     env = make_env()
     tokenizer = copy.deepcopy(load_tokenizer("tiny"))
     tokenizer.eos_token = "<pad>"  # another eos than the model's
@@ -144,7 +94,7 @@ def test_mismatched_tokenizer_is_rejected():
         )
 
 
-def test_wrong_spaces_are_rejected():
+def test_wrong_spaces_are_rejected(make_env):
     env = make_env()
     with pytest.raises(ValueError, match="Dict observation space"):
         LMPolicy(gym.spaces.Box(0, 1, (4,)), env.action_space, lambda _: 1e-3, model="tiny")
