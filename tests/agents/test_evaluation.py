@@ -15,7 +15,7 @@ from text_gym.tasks import make_task
 KWARGS = {"tokenizer": "tiny", "max_new_tokens": 6}
 
 
-def test_the_same_figure_whichever_report_asks(tmp_path):
+def test_the_same_figure_whichever_report_asks(tiny_args, tmp_path):
     from agents.train import main as train_cli
     from benchmarks import leaderboard
 
@@ -23,18 +23,7 @@ def test_the_same_figure_whichever_report_asks(tmp_path):
     rebatched = evaluate(GreedyLMAgent("tiny"), "TextGen-Copy-v0", KWARGS, n_episodes=12, batch_size=5)
     assert rebatched.metrics == pytest.approx(direct.metrics)  # batching changes nothing
 
-    args = leaderboard.Args(
-        agents=["greedy"],
-        tasks=["copy"],
-        seeds=[0],
-        episodes=12,
-        model="tiny",
-        max_new_tokens=6,
-        batch_size=4,
-        coherence=False,
-        isolate=False,
-        threads=1,
-    )
+    args = tiny_args(agents=["greedy"], episodes=12, max_new_tokens=6, batch_size=4)
     rows, _ = leaderboard.summarize(leaderboard.run_agents(args), args)
     assert rows[0]["bleu"] == pytest.approx(direct.metrics["bleu"])
 
@@ -116,21 +105,14 @@ def test_copy_prompt_replies_with_the_source_and_scores_by_hand(tmp_path):
 
 
 def test_the_reference_ceiling_plays_at_the_same_budget():
-    long = evaluate(
-        lambda envs, seed: CopyPromptAgent(envs),
-        "TextGen-Copy-v0",
-        {"tokenizer": "tiny", "max_new_tokens": 64},
-        n_episodes=5,
-        verbose=False,
-    )
-    short = evaluate(
-        lambda envs, seed: CopyPromptAgent(envs),
-        "TextGen-Copy-v0",
-        {"tokenizer": "tiny", "max_new_tokens": 4},
-        n_episodes=5,
-        verbose=False,
-    )
-    assert long.metrics["bleu"] == pytest.approx(1.0) and short.metrics["bleu"] < 0.5 and short.metrics["length"] == 4
+    def copy_at(budget: int) -> dict:
+        kwargs = {"tokenizer": "tiny", "max_new_tokens": budget}
+        return evaluate(
+            lambda envs, seed: CopyPromptAgent(envs), "TextGen-Copy-v0", kwargs, n_episodes=5, verbose=False
+        )
+
+    long, short = copy_at(64).metrics, copy_at(4).metrics
+    assert long["bleu"] == pytest.approx(1.0) and short["bleu"] < 0.5 and short["length"] == 4
 
 
 def test_margins_and_bad_arguments():

@@ -74,25 +74,14 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert "| copy | reference |" in readme.read_text()
 
 
-def test_reference_agent_scores_one_on_copy_and_jsonl(tmp_path: Path) -> None:
+def test_reference_agent_scores_one_on_copy_and_jsonl(tiny_args, tmp_path: Path) -> None:
     task = tmp_path / "mine.jsonl"
     task.write_text(
         '{"prompt": "Greet", "reference": "hello there my good friend", "split": "test"}\n'
         '{"prompt": "Say bye", "references": ["bye now", "bye"], "split": "test"}\n'
         '{"prompt": "Say hi", "reference": "hi", "split": "train"}\n'
     )
-    args = Args(
-        agents=["reference"],
-        tasks=["copy", str(task)],
-        seeds=[0],
-        episodes=3,
-        model="tiny",
-        max_new_tokens=64,
-        batch_size=2,
-        coherence=False,
-        isolate=False,
-        threads=1,
-    )
+    args = tiny_args(agents=["reference"], tasks=["copy", str(task)], episodes=3, max_new_tokens=64, batch_size=2)
     rows, per_seed = leaderboard.summarize(leaderboard.run_agents(args), args)
     assert [row["task"] for row in rows] == ["copy", "mine"]
     assert rows[1]["episodes"] == 2  # the file's test split has 2 samples, fewer than --episodes
@@ -122,7 +111,7 @@ def test_play_gives_every_agent_the_same_prompts(row_free: bool) -> None:
     assert (min(batches) < 3) == row_free  # finished rows leave the batch only when row_free
 
 
-def test_trained_checkpoint_agent(tmp_path: Path) -> None:
+def test_trained_checkpoint_agent(tiny_args, tmp_path: Path) -> None:
     from agents.trainers.grpo import GRPO
 
     trainer = GRPO(
@@ -137,17 +126,11 @@ def test_trained_checkpoint_agent(tmp_path: Path) -> None:
     )
     trainer.save(tmp_path / "run" / "model.zip")
     (tmp_path / "run" / "progress.csv").write_text("time/total_timesteps,rollout/ep_rew_mean\n8,0.1\n16,0.2\n24,0.25\n")
-    args = Args(
+    args = tiny_args(
         agents=["mine=ckpt:" + str(tmp_path / "run" / "model.zip")],
-        tasks=["copy"],
-        seeds=[0],
         episodes=2,
-        model="tiny",
         max_new_tokens=4,
         batch_size=2,
-        coherence=False,
-        isolate=False,
-        threads=1,
         out=str(tmp_path / "lb"),
     )
     runs = leaderboard.run_agents(args)
@@ -215,54 +198,31 @@ def test_checkpoint_of_another_tokenizer_is_refused(tmp_path: Path) -> None:
         leaderboard.load_policy(str(tmp_path / "model.zip"), "cpu", "smollm2-135m")
 
 
-def test_isolated_agent_runs_in_a_fresh_process(tmp_path: Path) -> None:
-    args = Args(
-        agents=["reference"],
-        tasks=["copy"],
-        seeds=[0],
-        episodes=2,
-        model="tiny",
-        max_new_tokens=4,
-        batch_size=2,
-        coherence=False,
-        isolate=True,
-        threads=1,
-    )
+def test_isolated_agent_runs_in_a_fresh_process(tiny_args, tmp_path: Path) -> None:
+    args = tiny_args(agents=["reference"], episodes=2, max_new_tokens=4, batch_size=2, isolate=True)
     runs = leaderboard.run_agents(args, log=tmp_path / "runs.jsonl")
     assert [len(run["episodes"]) for run in runs] == [2] and runs[0]["memory"] == "rss" and runs[0]["peak_mb"] >= 0
     logged = json.loads((tmp_path / "runs.jsonl").read_text())  # appended by the agent's process as the run finished
     assert logged["run"] == runs[0] and logged["key"] == leaderboard.run_key(args, "reference", "copy", 0)
 
 
-def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tmp_path: Path, capsys) -> None:
+def test_bad_tasks_and_checkpoints_fail_before_any_agent_plays(tiny_args, tmp_path: Path, capsys) -> None:
     task = tmp_path / "train_only.jsonl"
     task.write_text('{"prompt": "Say hi", "reference": "hi", "split": "train"}\n')
     with pytest.raises(ValueError, match="expected a trainer checkpoint at .*missing.zip, found no such file"):
         Args(agents=["greedy", "ckpt:" + str(tmp_path / "missing.zip")])
-    args = Args(
-        agents=["reference"], tasks=["copy", str(task)], seeds=[0], model="tiny", isolate=False, coherence=False
-    )
+    args = tiny_args(agents=["reference"], tasks=["copy", str(task)])
     with pytest.raises(ValueError, match="the 'test' split is empty"):
         leaderboard.run_agents(args)
     assert "[evaluate]" not in capsys.readouterr().out  # nothing played
 
 
-def test_copy_prompt_and_margins_on_a_file_with_sources(tmp_path: Path) -> None:
+def test_copy_prompt_and_margins_on_a_file_with_sources(tiny_args, tmp_path: Path) -> None:
     task = tmp_path / "rewrite.jsonl"
     task.write_text(
         '{"prompt": "Rewrite: the big dog ran", "source": "the big dog ran", "reference": "the big dog ran fast", "split": "test"}\n'
     )
-    args = Args(
-        agents=["greedy", "copy-prompt", "reference"],
-        tasks=[str(task)],
-        seeds=[0],
-        episodes=1,
-        model="tiny",
-        batch_size=1,
-        coherence=False,
-        isolate=False,
-        threads=1,
-    )
+    args = tiny_args(agents=["greedy", "copy-prompt", "reference"], tasks=[str(task)], episodes=1, batch_size=1)
     rows, _ = leaderboard.summarize(leaderboard.run_agents(args), args)
     by_agent = {row["agent"]: row for row in rows}
     from text_gym.rewards import sentence_bleu

@@ -13,7 +13,7 @@ import numpy as np
 from sacrebleu.metrics.bleu import BLEU as _SacreBLEU
 
 from text_gym.rewards.base import check_batch, reference_tuple
-from text_gym.rewards.sentence import SentenceMetric
+from text_gym.rewards.sentence import SentenceMetric, SentenceReward
 
 _SENTENCE = SentenceMetric(
     _SacreBLEU(effective_order=True), lambda metric, stats: metric._compute_score_from_stats(stats).score
@@ -67,10 +67,8 @@ def corpus_bleu(outputs: Sequence[str], references: Sequence[Sequence[str]]) -> 
     return min(_CORPUS.corpus_score(list(outputs), streams).score / 100.0, 1.0)
 
 
-class BLEU:
+class BLEU(SentenceReward):
     """Sentence BLEU as a reward, in [0, 1]: :func:`sentence_bleu` of each output; prompts are ignored.
-
-    Holds no state (the metric and the reference cache are per process), so it pickles cheaply.
 
     Example:
         >>> BLEU()(["Translate: chat"], ["the cat"], [["the cat", "a cat"]])
@@ -79,12 +77,6 @@ class BLEU:
 
     name = "bleu"
 
-    def __call__(
-        self, prompts: Sequence[str], outputs: Sequence[str], references: Sequence[Sequence[str]]
-    ) -> np.ndarray:
-        """Return the sentence BLEU of each output; see :func:`sentence_bleu`."""
-        check_batch(outputs, references, prompts)
+    def metric(self, outputs: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
+        """See :func:`sentence_bleu`."""
         return sentence_bleu(outputs, references)
-
-    def __repr__(self) -> str:
-        return "BLEU()"

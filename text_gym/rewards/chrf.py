@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from sacrebleu.metrics.chrf import CHRF as _SacreCHRF
 
-from text_gym.rewards.base import check_batch
-from text_gym.rewards.sentence import SentenceMetric
+from text_gym.rewards.sentence import SentenceMetric, SentenceReward
 
 # With several references sacrebleu keeps the statistics of the best-scoring one.
 _SENTENCE = SentenceMetric(
@@ -39,7 +38,7 @@ def sentence_chrf(outputs: Sequence[str], references: Sequence[Sequence[str]]) -
     return _SENTENCE(outputs, references)
 
 
-class CHRF:
+class CHRF(SentenceReward):
     """chrF as a reward, in [0, 1]: :func:`sentence_chrf` of each output; prompts are ignored.
 
     Example:
@@ -49,12 +48,6 @@ class CHRF:
 
     name = "chrf"
 
-    def __call__(
-        self, prompts: Sequence[str], outputs: Sequence[str], references: Sequence[Sequence[str]]
-    ) -> np.ndarray:
-        """Return the chrF of each output; see :func:`sentence_chrf`."""
-        check_batch(outputs, references, prompts)
+    def metric(self, outputs: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
+        """See :func:`sentence_chrf`."""
         return sentence_chrf(outputs, references)
-
-    def __repr__(self) -> str:
-        return "CHRF()"

@@ -53,3 +53,27 @@ class SentenceMetric:
         """A ``float64`` array with the score of each output, shape ``(len(outputs),)``."""
         n = check_batch(outputs, references)
         return np.fromiter(map(self.one, outputs, references), dtype=np.float64, count=n)
+
+
+class SentenceReward:
+    """A reward that is a sentence metric of each output against its references; prompts are ignored.
+
+    Subclasses name the metric (``name``) and compute it (``metric``). They hold no state (the
+    metric and its reference cache are per process), so they pickle cheaply.
+    """
+
+    name = ""
+
+    def metric(self, outputs: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
+        """The metric of each output, in [0, 1]."""
+        raise NotImplementedError
+
+    def __call__(
+        self, prompts: Sequence[str], outputs: Sequence[str], references: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """Return the metric of each output, a ``float64`` array of shape ``(len(outputs),)``."""
+        check_batch(outputs, references, prompts)
+        return self.metric(outputs, references)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
