@@ -78,7 +78,9 @@ class _MovedModule(types.ModuleType):
             module = importlib.import_module(target)
             if hasattr(module, new):
                 return getattr(module, new)
-        raise AttributeError(f"module {self.__name__!r} (moved to {', '.join(self.__targets)}) has no attribute {name!r}")
+        raise AttributeError(
+            f"module {self.__name__!r} (moved to {', '.join(self.__targets)}) has no attribute {name!r}"
+        )
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.grpo import GRPO
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.sequence_ppo import SequencePPO
+from text_gym.errors import check_positive_int
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
@@ -101,80 +103,19 @@ def parse_reward(text: str) -> str | dict[str, float]:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
-    return value
+    """An argparse ``type``: a positive int, checked as the Python API checks one."""
+    try:
+        return check_positive_int("value", int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace; ``--quick`` fills in what the command line did not set."""
     parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="TextGen-v0", help="registered env id")
-    parser.add_argument(
-        "--task",
-        type=parse_task,
-        default=None,
-        help="task name, .jsonl file, or split=file,... (default: the env's own task)",
-    )
-    parser.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
-    parser.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
-    parser.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
-    parser.add_argument(
-        "--reward",
-        type=parse_reward,
-        default="bleu",
-        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
-    )
-    parser.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
-    parser.add_argument(
-        "--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)"
-    )
-    parser.add_argument(
-        "--prompt-truncation", choices=["error", "left"], default=None, help="default: the env's (error)"
-    )
-    parser.add_argument(
-        "--warm-start-tokens",
-        type=int,
-        default=0,
-        help="teacher forcing on this many train-split reference tokens before RL (0: none)",
-    )
-    parser.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
-    parser.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
-    parser.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument("--n-epochs", type=int, default=None, help="default: the trainer's")
-    parser.add_argument("--batch-size", type=int, default=None, help="episodes per optimizer step")
-    parser.add_argument(
-        "--micro-batch-size", type=int, default=None, help="episodes per forward (gradient accumulation)"
-    )
-    parser.add_argument("--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    parser.add_argument(
-        "--eval-episodes", type=int, default=64, help="held-out prompts to evaluate (0: skip; -1: the whole split)"
-    )
-    parser.add_argument("--eval-split", default="test")
-    parser.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        default=10.0,
-        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
-    )
-    parser.add_argument(
-        "--keep-checkpoints", type=_positive_int, default=3, help="how many periodic checkpoints to keep"
-    )
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="PATH",
-        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens",
-    )
-    parser.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
+    _add_task_arguments(parser.add_argument_group("task and env"))
+    _add_training_arguments(parser.add_argument_group("training"))
+    _add_run_arguments(parser.add_argument_group("evaluation, checkpoints and output"))
     args = parser.parse_args(argv)
     if args.quick:  # the preset fills what the user did not set on the command line
         given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
@@ -182,6 +123,66 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             if key not in given:
                 setattr(args, key, value)
     return args
+
+
+def _add_task_arguments(group: Any) -> None:
+    group.add_argument("--env", default="TextGen-v0", help="registered env id")
+    group.add_argument("--task", type=parse_task, help="task name, .jsonl file, or split=file,... (default: the env's)")
+    group.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
+    group.add_argument(
+        "--reward",
+        type=parse_reward,
+        default="bleu",
+        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
+    )
+    group.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
+    group.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
+    group.add_argument("--prompt-truncation", choices=["error", "left"], help="default: the env's (error)")
+
+
+def _add_training_arguments(group: Any) -> None:
+    group.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
+    group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
+    group.add_argument(
+        "--warm-start-tokens",
+        type=int,
+        default=0,
+        help="teacher forcing on this many train-split reference tokens before RL (0: none)",
+    )
+    group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
+    group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--learning-rate", type=float, default=1e-5)
+    group.add_argument("--n-epochs", type=int, default=None, help="default: the trainer's")
+    group.add_argument("--batch-size", type=int, default=None, help="episodes per optimizer step")
+    group.add_argument("--micro-batch-size", type=int, help="episodes per forward (gradient accumulation)")
+    group.add_argument("--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef)")
+    group.add_argument("--temperature", type=float, default=1.0)
+    group.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default="auto")
+    group.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def _add_run_arguments(group: Any) -> None:
+    group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
+    group.add_argument("--eval-split", default="test")
+    group.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
+    )
+    group.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="periodic checkpoints to keep")
+    group.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens",
+    )
+    group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
 
 
 def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerBase:
@@ -239,40 +240,76 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    accelerator = None
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch`
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=args.device == "cpu")
-    from stable_baselines3.common.logger import configure
-
     out = Path(args.out)
-    trainer = build_trainer(args, accelerator)  # builds the env: bad task, reward or budget fail here, before any work
-    is_main = trainer._is_main
+    trainer = build_trainer(args, _accelerator(args))  # builds the env: bad task, reward or budget fail here
     # A resumed run plays the env it was saved with; its untrained rows are in the first run's results.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
-    if is_main:
+    if trainer._is_main:
+        from stable_baselines3.common.logger import configure
+
         trainer.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
-    n_eval = None if args.eval_episodes < 0 else args.eval_episodes
-    evaluating = bool(args.eval_episodes) and is_main
-    common = {"split": args.eval_split, "n_episodes": n_eval, "seeds": [args.seed], "batch_size": args.n_envs}
-
-    def evaluate_policy(prefix: str) -> list[Evaluation]:
-        if not evaluating:
-            return []
-        return lm_evaluations(trainer.policy, prefix, env_id, env_kwargs, temperature=args.temperature, **common)
-
-    evaluations = [] if args.resume else evaluate_policy("untrained")
-    if evaluating:
-        evaluations += trivial_evaluations(env_id, env_kwargs, **common)
-    start, start_steps = time.perf_counter(), trainer.num_timesteps
-    if args.warm_start_tokens > 0 and not args.resume:
+    evaluator = _Evaluator(args, env_id, env_kwargs, enabled=bool(args.eval_episodes) and trainer._is_main)
+    evaluations = ([] if args.resume else evaluator.policy(trainer, "untrained")) + evaluator.trivial()
+    warm = args.warm_start_tokens > 0 and not args.resume
+    start = time.perf_counter()
+    if warm:
         trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
-        evaluations += evaluate_policy("supervised")[:1]
+        evaluations += evaluator.policy(trainer, "supervised")[:1]
+    _learn(trainer, args, out)
+    train_seconds = time.perf_counter() - start
+    trainer.save(out / "model.zip")
+    evaluations += evaluator.policy(trainer, "supervised+RL" if warm else "trained")
+    results = _results(args, env_id, env_kwargs, trainer, evaluations, train_seconds)
+    if trainer._is_main:
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
+        _print_summary(args, results, evaluations)
+    return results
+
+
+def _accelerator(args: argparse.Namespace) -> Any:
+    """An ``accelerate.Accelerator`` when started by ``accelerate launch`` with several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=args.device == "cpu")
+
+
+@dataclass
+class _Evaluator:
+    """The held-out evaluations of a run, all from one evaluator (none when disabled)."""
+
+    args: argparse.Namespace
+    env_id: str
+    env_kwargs: dict[str, Any]
+    enabled: bool
+
+    def policy(self, trainer: TrainerBase, prefix: str) -> list[Evaluation]:
+        """The trainer's policy, labelled ``"<prefix> greedy"`` and ``"<prefix> sampling"``."""
+        if not self.enabled:
+            return []
+        temperature = self.args.temperature
+        return lm_evaluations(
+            trainer.policy, prefix, self.env_id, self.env_kwargs, temperature=temperature, **self._common()
+        )
+
+    def trivial(self) -> list[Evaluation]:
+        """``copy-prompt`` and ``reference``: the floor to beat and the ceiling."""
+        return trivial_evaluations(self.env_id, self.env_kwargs, **self._common()) if self.enabled else []
+
+    def _common(self) -> dict[str, Any]:
+        args, n = self.args, (None if self.args.eval_episodes < 0 else self.args.eval_episodes)
+        return {"split": args.eval_split, "n_episodes": n, "seeds": [args.seed], "batch_size": args.n_envs}
+
+
+def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
+    """RL for ``--steps`` tokens with periodic checkpoints; a signal saves, prints how to resume and exits."""
+    is_main, start_steps = trainer._is_main, trainer.num_timesteps
     checkpoints = None
     if args.checkpoint_minutes > 0 and is_main:
         checkpoints = PeriodicCheckpoints(
@@ -296,18 +333,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         raise SystemExit(stop.exit_code) from None
     finally:
-        _end_distributed(accelerator)
-    train_seconds = time.perf_counter() - start
-    trainer.save(out / "model.zip")
-    evaluations += evaluate_policy("supervised+RL" if args.warm_start_tokens > 0 and not args.resume else "trained")
+        _end_distributed(trainer.accelerator)
+
+
+def _results(
+    args: argparse.Namespace,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    trainer: TrainerBase,
+    evaluations: list[Evaluation],
+    train_seconds: float,
+) -> dict[str, Any]:
+    """What ``results.json`` holds: the arguments, the table's rows with margins, samples and the logs."""
     rows = [e.row() for e in evaluations]
     if rows:
         add_margins(rows)
-    task = env_kwargs.get("task", gym.spec(env_id).kwargs.get("task"))
-    results = {
+    return {
         "args": vars(args),
         "env": env_id,
-        "task": task,
+        "task": env_kwargs.get("task", gym.spec(env_id).kwargs.get("task")),
         "split": args.eval_split,
         "train_seconds": train_seconds,
         "train_tokens": trainer.num_timesteps,
@@ -316,20 +360,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "history": trainer.history,
         "supervised_history": trainer.supervised_history,
     }
-    if is_main:
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
-        if rows:
-            print(
-                f"\n{args.algo} on {env_id}, task {_describe(task)} ({args.model}), {trainer.num_timesteps} tokens in "
-                f"{train_seconds:.0f} s; held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; "
-                "margin = BLEU minus the best of untrained and copy-prompt:\n"
-            )
-            print(results_table(rows))
-            shown = next(e for e in reversed(evaluations) if e.label.endswith("greedy"))
-            print(f"\n{shown.label}, first prompts:")
-            for prompt, text, reward in shown.samples():
-                print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
-    return results
+
+
+def _print_summary(args: argparse.Namespace, results: dict[str, Any], evaluations: list[Evaluation]) -> None:
+    """The results table and the first replies of the last greedy evaluation."""
+    rows = results["rows"]
+    if not rows:
+        return
+    print(
+        f"\n{args.algo} on {results['env']}, task {_describe(results['task'])} ({args.model}), "
+        f"{results['train_tokens']} tokens in {results['train_seconds']:.0f} s; held-out split {args.eval_split!r}, "
+        f"{rows[0]['episodes']} prompts; margin = BLEU minus the best of untrained and copy-prompt:\n"
+    )
+    print(results_table(rows))
+    shown = next(e for e in reversed(evaluations) if e.label.endswith("greedy"))
+    print(f"\n{shown.label}, first prompts:")
+    for prompt, text, reward in shown.samples():
+        print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
 
 
 def _end_distributed(accelerator: Any) -> None:

@@ -46,7 +46,9 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
         else:
             continue
@@ -103,7 +105,9 @@ def function_lengths(path: Path) -> list[tuple[str, int]]:
 
 def test_files_and_functions_stay_small():
     big_files = [
-        f"{p.relative_to(ROOT)}: {n} lines" for p in source_files() if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in source_files()
+        if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
     ]
     long_functions = [
         f"{p.relative_to(ROOT)}: {name} has {n} lines"

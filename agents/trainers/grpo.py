@@ -26,6 +26,7 @@ import torch
 
 from agents.trainers.base import TrainerBase, TrainerConfig
 from agents.trainers.rollout import RolloutBatch
+from text_gym.errors import check_choice
 
 __all__ = ["GRPO", "GRPOConfig", "group_advantages"]
 
@@ -63,8 +64,7 @@ class GRPOConfig(TrainerConfig):
             )
         if self.beta < 0:
             raise ValueError(f"beta: expected a float >= 0, got {self.beta!r}.")
-        if self.loss_type not in ("token", "sequence"):
-            raise ValueError(f"loss_type: expected 'token' or 'sequence', got {self.loss_type!r}.")
+        check_choice("loss_type", self.loss_type, ("token", "sequence"))
 
 
 def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:

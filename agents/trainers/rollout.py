@@ -13,14 +13,20 @@ Layout of a :class:`RolloutBatch` (``B`` episodes, ``Lp`` prompt columns, ``T`` 
     logprobs   =                   [ . . .  .   0   0  ]      log pi(r_t | s_t) from the rollout
 
 which is the env's own observation layout with the all-padding columns of the prompt trimmed.
+
+:func:`collect_rollout` reads as its steps: ``_reset`` (the prompts), then per token
+``_Decoder.next_outputs`` (one forward), ``_Episodes.choose`` (sample and record the token),
+``envs.step`` and ``_Episodes.record`` (the env's reward and episode ends), and finally
+``_Episodes.batch``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,24 +34,10 @@ from gymnasium.vector import VectorEnv
 
 from agents.modeling.tokens import first_real_column, positions_from_mask, sample_tokens
 from agents.trainers.envs import EnvLayout, env_info_row
-from agents.trainers.scoring import critic_values, repeat_cache, shared_prompt_groups
+from agents.trainers.scoring import ActorCritic, critic_values, repeat_cache, shared_prompt_groups
+from text_gym.envs import UnscoredReplyWarning
 
 __all__ = ["ActorCritic", "RolloutBatch", "collect_rollout"]
-
-
-class ActorCritic(Protocol):
-    """What a rollout needs from a model (``agents.modeling.lm.LMActorCritic`` provides it)."""
-
-    def __call__(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        cache: Any = None,
-        position_ids: torch.Tensor | None = None,
-        use_cache: bool = False,
-        logits_to_keep: int = 0,
-    ) -> Any:  # an object with .logits (B, L, V), .values (B, L) or None, .cache
-        ...
 
 
 @dataclass
@@ -136,7 +128,7 @@ def collect_rollout(
     forward over the newest token of each env, samples the next tokens, and ``envs.step`` scores
     them. Envs whose episode ended get a filler token (never EOS, so the episode the vector env
     auto-resets into cannot end within this rollout); their steps are not recorded, and the next
-    rollout's reset discards them.
+    rollout's reset discards them, without the env's :class:`~text_gym.envs.UnscoredReplyWarning`.
 
     Args:
         model: The actor-critic (called as in :class:`ActorCritic`).
@@ -159,97 +151,195 @@ def collect_rollout(
         A :class:`RolloutBatch` of ``envs.num_envs`` episodes, or None when aborted.
     """
     device = torch.device(device)
-    obs, reset_info = envs.reset(seed=seeds, options=reset_options)
-    num_envs = envs.num_envs
+    prompt_ids, prompt_mask, indices = _reset(envs, spec, seeds, reset_options, device)
+    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype)
+    episodes = _Episodes.start(envs.num_envs, spec, device)
+    for t in range(spec.max_new_tokens):
+        logits, values = decoder.next_outputs()  # (B, V), (B,) or None
+        logits = logits[:, : spec.vocab_limit].float() / temperature  # (B, V')
+        action = episodes.choose(t, logits, values if with_values else None, deterministic, generator)
+        actions_np = action.cpu().numpy()
+        new_obs, rewards, terminated, truncated, infos = envs.step(actions_np)
+        step_locals = episodes.record(t, np.logical_or(terminated, truncated), rewards, infos)
+        if on_step is not None and not on_step({"actions": actions_np, "new_obs": new_obs, **step_locals}):
+            return None
+        if not episodes.alive.any():
+            break
+        decoder.feed(action, t)
+    return episodes.batch(prompt_ids, prompt_mask, indices)
+
+
+def _reset(
+    envs: VectorEnv,
+    spec: EnvLayout,
+    seeds: list[int] | None,
+    options: dict[str, Any] | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, list[int | None]]:
+    """Reset every sub-env; return the prompts ``(B, Lp)``, their mask and the task index of each."""
+    with warnings.catch_warnings():
+        # The previous rollout left envs in episodes that the vector env auto-reset into and fed
+        # only filler tokens; abandoning them unscored is by design, not the mistake (a too short
+        # TimeLimit) that the env warns about. Seeded resets (the trainers') do not warn; unseeded
+        # ones would, and this filter silences them for envs stepped in this process
+        # (SyncVectorEnv). AsyncVectorEnv resets in its workers, out of the filter's reach: there,
+        # with seeds=None, each sub-env may warn once.
+        warnings.simplefilter("ignore", UnscoredReplyWarning)
+        obs, reset_info = envs.reset(seed=seeds, options=options)
     p = spec.max_prompt_tokens
     ids_np, mask_np = np.asarray(obs["input_ids"])[:, :p], np.asarray(obs["attention_mask"])[:, :p]
     start = first_real_column(torch.from_numpy(mask_np))  # drop columns that are padding in every row
     prompt_ids = torch.as_tensor(ids_np[:, start:], dtype=torch.long, device=device)  # (B, Lp)
     prompt_mask = torch.as_tensor(mask_np[:, start:], dtype=torch.long, device=device)  # (B, Lp)
-    prompt_lengths = prompt_mask.sum(1)  # (B,)
-    indices = [env_info_row(reset_info, i).get("index") for i in range(num_envs)]
+    indices = [env_info_row(reset_info, i).get("index") for i in range(envs.num_envs)]
+    return prompt_ids, prompt_mask, indices
 
-    t_max = spec.max_new_tokens
-    tokens = torch.full((num_envs, t_max), spec.pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(num_envs, t_max, device=device)
-    values = torch.zeros(num_envs, t_max, device=device)
-    rewards = torch.zeros(num_envs, t_max)
-    alive = np.ones(num_envs, dtype=bool)
-    lengths = np.zeros(num_envs, dtype=np.int64)
-    final_infos: list[dict[str, Any]] = [{} for _ in range(num_envs)]
-    has_values = False
 
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
-    )
-    mask = prompt_mask
-    step_ids, step_positions, cache = prompt_ids, positions_from_mask(prompt_mask), None
-    share = shared_prompt_groups(prompt_ids, prompt_mask, group_size)
-    for t in range(t_max):
-        rows = slice(None, None, group_size) if share and t == 0 else slice(None)  # one prompt per group
-        with autocast:
-            out = model(
-                input_ids=step_ids[rows],
-                attention_mask=mask[rows],
-                cache=cache,
-                position_ids=step_positions[rows],
+class _Decoder:
+    """The model's side of a rollout: a KV cache over the batch, one forward per step over the newest tokens.
+
+    The first forward runs the prompts (once per group when consecutive envs share one, see
+    :func:`~agents.trainers.scoring.shared_prompt_groups`); each later one runs the token each env
+    just received, at the position after the tokens in the cache.
+    """
+
+    def __init__(
+        self,
+        model: ActorCritic,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        group_size: int,
+        autocast_dtype: torch.dtype | None,
+    ) -> None:
+        self.model, self.group_size = model, group_size
+        self.share = shared_prompt_groups(prompt_ids, prompt_mask, group_size)
+        self.prompt_lengths = prompt_mask.sum(1)  # (B,)
+        self.mask = prompt_mask  # (B, L): the cached tokens and the ones fed next
+        self.step_ids, self.step_positions = prompt_ids, positions_from_mask(prompt_mask)  # (B, Lp) each
+        self.cache: Any = None
+        self.first = True  # the next forward runs the prompts
+        device = prompt_ids.device
+        self.autocast = (
+            torch.autocast(device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+
+    def next_outputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run what was fed since the last call; return the logits ``(B, V)`` and values ``(B,)`` (or None) after it."""
+        first, self.first = self.first, False
+        rows = slice(None, None, self.group_size) if self.share and first else slice(None)  # one prompt per group
+        with self.autocast:
+            out = self.model(
+                input_ids=self.step_ids[rows],
+                attention_mask=self.mask[rows],
+                cache=self.cache,
+                position_ids=self.step_positions[rows],
                 use_cache=True,
                 logits_to_keep=1,
             )
-        cache = out.cache
-        out_logits, out_values = out.logits, critic_values(out)
-        if share and t == 0:
-            cache = repeat_cache(cache, group_size)
-            out_logits = out_logits.repeat_interleave(group_size, 0)
-            out_values = out_values.repeat_interleave(group_size, 0) if out_values is not None else None
-        logits = out_logits[:, -1, : spec.vocab_limit].float() / temperature  # (B, V')
+        self.cache = out.cache
+        logits, values = out.logits, critic_values(out)
+        if self.share and first:
+            self.cache = repeat_cache(self.cache, self.group_size)
+            logits = logits.repeat_interleave(self.group_size, 0)
+            values = values.repeat_interleave(self.group_size, 0) if values is not None else None
+        return logits[:, -1], (values[:, -1] if values is not None else None)
+
+    def feed(self, action: torch.Tensor, t: int) -> None:
+        """Queue reply token ``t`` of every env, ``action (B,)``, for the next forward."""
+        self.step_ids = action[:, None]  # (B, 1): the cache holds everything before it
+        self.step_positions = (self.prompt_lengths + t)[:, None]  # (B, 1)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.step_ids)], dim=1)
+
+
+@dataclass
+class _Episodes:
+    """What a rollout records for its ``B`` episodes of up to ``T`` steps while they play."""
+
+    tokens: torch.Tensor  # (B, T) the chosen tokens; padding after the episode's end
+    logprobs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T)
+    rewards: torch.Tensor  # (B, T) on the CPU, where the env's rewards arrive
+    alive: np.ndarray  # (B,) whether the episode is still running
+    lengths: np.ndarray  # (B,)
+    final_infos: list[dict[str, Any]]
+    spec: EnvLayout
+    has_values: bool = False
+
+    @classmethod
+    def start(cls, num_envs: int, spec: EnvLayout, device: torch.device) -> _Episodes:
+        t_max = spec.max_new_tokens
+        return cls(
+            tokens=torch.full((num_envs, t_max), spec.pad_token_id, dtype=torch.long, device=device),
+            logprobs=torch.zeros(num_envs, t_max, device=device),
+            values=torch.zeros(num_envs, t_max, device=device),
+            rewards=torch.zeros(num_envs, t_max),
+            alive=np.ones(num_envs, dtype=bool),
+            lengths=np.zeros(num_envs, dtype=np.int64),
+            final_infos=[{} for _ in range(num_envs)],
+            spec=spec,
+        )
+
+    def choose(
+        self,
+        t: int,
+        logits: torch.Tensor,
+        values: torch.Tensor | None,
+        deterministic: bool,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Pick step ``t``'s token of every env from tempered ``logits (B, V')`` and record it.
+
+        Envs whose episode ended get a filler token (never end-of-sequence), which is not recorded.
+        """
         action = sample_tokens(logits, deterministic, generator)  # (B,)
-        alive_t = torch.as_tensor(alive, device=device)
-        action = torch.where(alive_t, action, torch.full_like(action, spec.filler_token_id))
-        tokens[:, t] = torch.where(alive_t, action, torch.full_like(action, spec.pad_token_id))
-        logprobs[:, t] = torch.where(alive_t, logits.log_softmax(-1).gather(-1, action[:, None]).squeeze(-1), 0.0)
-        if with_values and out_values is not None:
-            has_values = True
-            values[:, t] = torch.where(alive_t, out_values[:, -1].float(), 0.0)
+        alive = torch.as_tensor(self.alive, device=logits.device)
+        action = torch.where(alive, action, torch.full_like(action, self.spec.filler_token_id))
+        self.tokens[:, t] = torch.where(alive, action, torch.full_like(action, self.spec.pad_token_id))
+        self.logprobs[:, t] = torch.where(alive, logits.log_softmax(-1).gather(-1, action[:, None]).squeeze(-1), 0.0)
+        if values is not None:
+            self.has_values = True
+            self.values[:, t] = torch.where(alive, values.float(), 0.0)
+        return action
 
-        actions_np = action.cpu().numpy()
-        new_obs, step_rewards, terminated, truncated, infos = envs.step(actions_np)
-        dones = np.logical_or(terminated, truncated)
+    def record(self, t: int, dones: np.ndarray, rewards: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
+        """Record the env's answer to step ``t`` for the running episodes, and end those that ended.
+
+        Returns the step as SB3 callbacks see it (``rewards``, ``dones``, ``infos``, and ``alive``:
+        which episodes were running), with 0, False and ``{}`` for the envs fed filler.
+        """
+        alive = self.alive.copy()
         for i in np.flatnonzero(alive):
-            rewards[i, t] = float(step_rewards[i])
-            lengths[i] += 1
+            self.rewards[i, t] = float(rewards[i])
+            self.lengths[i] += 1
             if dones[i]:
-                source = infos.get("final_info", infos) if "final_info" in infos and infos["_final_info"][i] else infos
-                final_infos[i] = env_info_row(source, i)
-        newly_done = alive & dones
-        if on_step is not None:
-            step_locals = {
-                "actions": actions_np,
-                "new_obs": new_obs,
-                "rewards": np.where(alive, step_rewards, 0.0),
-                "dones": newly_done,
-                "infos": [final_infos[i] if newly_done[i] else {} for i in range(num_envs)],
-                "alive": alive.copy(),
-            }
-            if not on_step(step_locals):
-                return None
-        alive &= ~dones
-        if not alive.any():
-            break
-        step_ids = action[:, None]  # (B, 1): the cache holds everything before it
-        step_positions = (prompt_lengths + t)[:, None]  # (B, 1)
-        mask = torch.cat([mask, torch.ones(num_envs, 1, dtype=torch.long, device=device)], dim=1)
+                # SAME_STEP autoreset puts the ended episode's info under "final_info"; NEXT_STEP returns it as is.
+                final = "final_info" in infos and infos["_final_info"][i]
+                self.final_infos[i] = env_info_row(infos["final_info"] if final else infos, i)
+        ended = alive & dones
+        self.alive &= ~dones
+        return {
+            "rewards": np.where(alive, rewards, 0.0),
+            "dones": ended,
+            "infos": [self.final_infos[i] if ended[i] else {} for i in range(len(alive))],
+            "alive": alive,
+        }
 
-    end = int(lengths.max())
-    response_mask = (torch.arange(end)[None, :] < torch.as_tensor(lengths)[:, None]).long().to(device)  # (B, T)
-    return RolloutBatch(
-        prompt_ids=prompt_ids,
-        prompt_mask=prompt_mask,
-        response_ids=tokens[:, :end],
-        response_mask=response_mask,
-        logprobs=logprobs[:, :end],
-        rewards=rewards[:, :end].to(device),
-        values=values[:, :end] if has_values else None,
-        infos=final_infos,
-        indices=indices,
-    )
+    def batch(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, indices: list[int | None]) -> RolloutBatch:
+        """The finished episodes, cut to the longest reply."""
+        device, end = prompt_ids.device, int(self.lengths.max())
+        response_mask = (
+            (torch.arange(end)[None, :] < torch.as_tensor(self.lengths)[:, None]).long().to(device)
+        )  # (B, T)
+        return RolloutBatch(
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            response_ids=self.tokens[:, :end],
+            response_mask=response_mask,
+            logprobs=self.logprobs[:, :end],
+            rewards=self.rewards[:, :end].to(device),
+            values=self.values[:, :end] if self.has_values else None,
+            infos=self.final_infos,
+            indices=indices,
+        )

@@ -1,21 +1,57 @@
 """Score the reply tokens of a rollout under the current policy: log-probs, values, entropy.
 
 One forward pass over prompt + reply per micro-batch; GRPO's groups, which share a prompt, run the
-prompt once and repeat its KV cache.
+prompt once and repeat its KV cache. What scoring needs from a model and from a batch are the two
+small protocols here (:class:`ActorCritic`, :class:`Episodes`), so this module imports neither the
+model nor :mod:`agents.trainers.rollout`, which imports it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from agents.modeling.tokens import positions_from_mask
 
-if TYPE_CHECKING:
-    from agents.trainers.rollout import ActorCritic, RolloutBatch
+__all__ = [
+    "ActorCritic",
+    "Episodes",
+    "critic_values",
+    "masked_log_softmax_gather",
+    "repeat_cache",
+    "score_tokens",
+    "shared_prompt_groups",
+]
 
-__all__ = ["critic_values", "masked_log_softmax_gather", "repeat_cache", "score_tokens", "shared_prompt_groups"]
+
+class ActorCritic(Protocol):
+    """What rollouts and scoring need from a model (``agents.modeling.lm.LMActorCritic`` provides it)."""
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cache: Any = None,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool = False,
+        logits_to_keep: int = 0,
+    ) -> Any:  # an object with .logits (B, L, V), .values (B, L) or None, .cache
+        ...
+
+
+class Episodes(Protocol):
+    """What scoring reads from a batch of episodes (:class:`~agents.trainers.rollout.RolloutBatch` has it)."""
+
+    prompt_ids: torch.Tensor  # (B, Lp) left-padded
+    prompt_mask: torch.Tensor  # (B, Lp)
+    response_ids: torch.Tensor  # (B, T) right-padded
+
+    @property
+    def input_ids(self) -> torch.Tensor: ...  # (B, Lp + T)
+
+    @property
+    def attention_mask(self) -> torch.Tensor: ...  # (B, Lp + T)
 
 
 def shared_prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int) -> bool:
@@ -64,7 +100,7 @@ def masked_log_softmax_gather(
 
 def score_tokens(
     model: ActorCritic,
-    batch: RolloutBatch,
+    batch: Episodes,
     *,
     temperature: float = 1.0,
     vocab_limit: int,
@@ -108,7 +144,7 @@ def score_tokens(
 
 
 def _score_shared_prompts(
-    model: ActorCritic, batch: RolloutBatch, group_size: int
+    model: ActorCritic, batch: Episodes, group_size: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Prompt once per group (with its cache repeated), then all replies: ``(B, T, V)``, ``(B, T)``."""
     firsts = slice(None, None, group_size)

@@ -12,13 +12,14 @@ The replies are exactly what the env would accept: the prompt is the env's own e
 template included), the reply is a reference tokenized without special tokens and cut to the
 env's ``max_new_tokens``, ending with end-of-sequence when it fits. The loss is the mean negative
 log-likelihood of the reply tokens under the same tempered, vocabulary-limited policy that RL
-samples from (:func:`agents.trainers.scoring.score_tokens`).
+samples from (:func:`agents.trainers.scoring.score_tokens`). :class:`WarmStartMixin` gives the
+trainers their ``warm_start`` method.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,9 @@ import torch
 
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
+from text_gym.errors import check_positive_int
 
-__all__ = ["reference_batch", "teacher_forcing"]
+__all__ = ["WarmStartMixin", "reference_batch", "teacher_forcing"]
 
 
 def reference_batch(env: Any, indices: list[int], rng: np.random.Generator, device: torch.device) -> RolloutBatch:
@@ -108,48 +110,138 @@ def teacher_forcing(
     Raises:
         ValueError: Neither budget is set, or a budget, the learning rate or the batch size is not positive.
     """
-    if total_tokens is None and max_seconds is None:
-        raise ValueError("Expected total_tokens or max_seconds (or both) to bound the warm start, got neither.")
-    for name, value in (
-        ("total_tokens", total_tokens),
-        ("max_seconds", max_seconds),
-        ("learning_rate", learning_rate),
-        ("batch_size", batch_size),
-    ):
-        if value is not None and (isinstance(value, bool) or not np.isfinite(value) or value <= 0):
-            raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
+    _check_budgets(total_tokens, max_seconds, learning_rate, batch_size)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     vocab_limit = int(env.action_masks().sum())
-    order: list[int] = []
+    batches = _shuffled_batches(env, batch_size, rng, torch.device(device))
     seen, rows, start = 0, [], time.process_time()
     model.train()
-    while (total_tokens is None or seen < total_tokens) and (
-        max_seconds is None or time.process_time() - start < max_seconds
-    ):
-        if len(order) < batch_size:
-            order += rng.permutation(len(env.task)).tolist()
-        indices, order = order[:batch_size], order[batch_size:]
-        batch = reference_batch(env, indices, rng, torch.device(device))
-        with autocast() if autocast is not None else torch.enable_grad():
-            logprobs, _, _ = score_tokens(model, batch, temperature=temperature, vocab_limit=vocab_limit)  # (B, T)
-        mask = batch.response_mask.float()
-        loss = -(logprobs * mask).sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        seen += int(mask.sum())
-        rows.append(
-            {
-                "supervised/loss": loss.item(),
-                "supervised/tokens": float(seen),
-                "supervised/grad_norm": float(grad_norm),
-                "supervised/cpu_seconds": time.process_time() - start,
-            }
-        )
+    while _within(total_tokens, seen) and _within(max_seconds, time.process_time() - start):
+        batch = next(batches)
+        loss, grad_norm = _fit_step(model, optimizer, batch, temperature, vocab_limit, max_grad_norm, autocast)
+        seen += int(batch.response_mask.sum())
+        row = {"supervised/loss": loss, "supervised/tokens": float(seen), "supervised/grad_norm": grad_norm}
+        rows.append({**row, "supervised/cpu_seconds": time.process_time() - start})
         if on_step is not None:
             on_step(rows[-1])
     model.eval()
     return rows
+
+
+def _within(budget: float | None, used: float) -> bool:
+    return budget is None or used < budget
+
+
+def _shuffled_batches(
+    env: Any, batch_size: int, rng: np.random.Generator, device: torch.device
+) -> Iterator[RolloutBatch]:
+    """Endless reference batches of ``env``'s task, in an order reshuffled every epoch."""
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            order += rng.permutation(len(env.task)).tolist()
+        indices, order = order[:batch_size], order[batch_size:]
+        yield reference_batch(env, indices, rng, device)
+
+
+def _fit_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: RolloutBatch,
+    temperature: float,
+    vocab_limit: int,
+    max_grad_norm: float,
+    autocast: Callable[[], Any] | None,
+) -> tuple[float, float]:
+    """One optimizer step on the mean NLL of ``batch``'s reply tokens; return the loss and the gradient norm."""
+    with autocast() if autocast is not None else torch.enable_grad():
+        logprobs, _, _ = score_tokens(model, batch, temperature=temperature, vocab_limit=vocab_limit)  # (B, T)
+    mask = batch.response_mask.float()
+    loss = -(logprobs * mask).sum() / mask.sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return loss.item(), float(grad_norm)
+
+
+def _check_budgets(total_tokens: int | None, max_seconds: float | None, learning_rate: float, batch_size: int) -> None:
+    """Raise ``ValueError`` naming the first budget or setting of :func:`teacher_forcing` that is not usable."""
+    if total_tokens is None and max_seconds is None:
+        raise ValueError("Expected total_tokens or max_seconds (or both) to bound the warm start, got neither.")
+    if total_tokens is not None:
+        check_positive_int("total_tokens", total_tokens, "reference tokens to train on")
+    check_positive_int("batch_size", batch_size, "samples per optimizer step")
+    for name, value in (("max_seconds", max_seconds), ("learning_rate", learning_rate)):
+        if value is not None and (isinstance(value, bool) or not np.isfinite(value) or value <= 0):
+            raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
+
+
+class WarmStartMixin:
+    """``warm_start`` for a trainer (mixed into :class:`~agents.trainers.base.TrainerBase`).
+
+    It reads the trainer's ``policy``, ``env``, ``config``, random generator and logger, and calls
+    its ``_weights_changed`` when done.
+    """
+
+    def warm_start(
+        self,
+        total_tokens: int | None = None,
+        *,
+        max_seconds: float | None = None,
+        learning_rate: float = 5e-5,
+        batch_size: int = 8,
+    ) -> list[dict[str, float]]:
+        """Supervised warm start: teacher forcing on the training env's references (see the module docstring).
+
+        Call it before :meth:`learn`. It trains on the task and split of the training env (its
+        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger.
+
+        Args:
+            total_tokens: Reference tokens to train on.
+            max_seconds: Or a budget of process CPU-seconds (whichever ends first).
+            learning_rate: AdamW step size of the warm start.
+            batch_size: Samples per optimizer step.
+
+        Returns:
+            One row per optimizer step (loss, tokens so far, gradient norm, CPU-seconds).
+
+        Raises:
+            TypeError: The training env is not a synchronous vector env (the task must be readable here).
+            ValueError: No budget, or one that is not positive.
+        """
+        if self.accelerator is not None:
+            raise ValueError(
+                "warm_start runs in one process; got an accelerator. Warm-start first, save, then launch RL."
+            )
+        sub_envs = getattr(self.env, "envs", None)
+        if not sub_envs:
+            raise TypeError(
+                f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}."
+            )
+        rows = teacher_forcing(
+            self.policy,
+            sub_envs[0].unwrapped,
+            total_tokens=total_tokens,
+            max_seconds=max_seconds,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_grad_norm=self.config.max_grad_norm,
+            temperature=self.config.temperature,
+            seed=int(self._np_random.integers(2**31)),
+            device=self.device,
+            autocast=self._autocast if self.autocast_dtype is not None else None,
+            on_step=self._log_supervised_step,
+        )
+        self._weights_changed()
+        self.supervised_history += rows
+        return rows
+
+    def _log_supervised_step(self, row: dict[str, float]) -> None:
+        """Write one warm-start row to the trainer's logger, at its token count."""
+        for key, value in row.items():
+            self.logger.record(key, value)
+        self.logger.dump(step=int(row["supervised/tokens"]))

@@ -165,24 +165,44 @@ def test_module_help_runs():
 
 
 ACCELERATE_SCRIPT = """
+import json
 import sys
+
 import torch
 from accelerate import Accelerator
+from stable_baselines3.common.callbacks import BaseCallback
+
 from agents.trainers.grpo import GRPO
 from text_gym.envs.text_gen import TextGenEnv
+
+
+class KeepRollouts(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.first_indices, self.tokens = None, 0
+
+    def _on_step(self):
+        return True
+
+    def _on_rollout_end(self):
+        batch = self.locals["batch"]
+        self.first_indices = self.first_indices or list(batch.indices)
+        self.tokens += int(batch.lengths.sum())
+
+
+def checksum(model):
+    return torch.stack([p.detach().double().sum() for p in model.policy.parameters()]).sum().item()
+
 
 accelerator = Accelerator(cpu=True)
 env = TextGenEnv(task="copy", tokenizer="tiny", reward="chrf", max_new_tokens=6)
 model = GRPO("tiny", env, n_envs=8, group_size=4, learning_rate=1e-2, seed=0, verbose=0, accelerator=accelerator)
-model.learn(200)
-checksum = torch.stack([p.detach().double().sum() for p in model.policy.parameters()]).sum()[None]
-both = accelerator.gather(checksum)
-steps = accelerator.gather(torch.tensor([float(model.num_timesteps)]))
+start, rollouts = checksum(model), KeepRollouts()
+model.learn(200, callback=rollouts)
+row = [start, checksum(model), model.num_timesteps, rollouts.tokens, model.iteration, *rollouts.first_indices]
+rows = accelerator.gather(torch.tensor([row], dtype=torch.float64))  # (ranks, 5 + n_envs)
 if accelerator.is_main_process:
-    assert accelerator.num_processes == 2, accelerator.num_processes
-    assert torch.allclose(both[0], both[1]), both  # gradients were averaged: replicas stay equal
-    assert (steps >= 200).all(), steps  # both ranks trained their own rollouts
-    open(sys.argv[1], "w").write(f"{both.tolist()} {steps.tolist()}")
+    json.dump({"num_processes": accelerator.num_processes, "rows": rows.tolist()}, open(sys.argv[1], "w"))
 accelerator.wait_for_everyone()
 accelerator.end_training()  # destroys the process group: no rank aborts at interpreter exit
 if torch.distributed.is_initialized():  # older accelerate releases leave it to us
@@ -209,11 +229,23 @@ def launch_two_processes(*target: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_accelerate_two_cpu_processes_keep_replicas_in_sync(tmp_path):
-    script, done = tmp_path / "train_ddp.py", tmp_path / "done.txt"
+    script, done = tmp_path / "train_ddp.py", tmp_path / "done.json"
     script.write_text(ACCELERATE_SCRIPT)
     result = launch_two_processes(str(script), str(done))
     assert result.returncode == 0, result.stderr[-3000:]
     assert done.exists() and "terminate called" not in result.stderr
+    gathered = json.loads(done.read_text())
+    assert gathered["num_processes"] == 2
+    (start_0, end_0, steps_0, tokens_0, iterations_0, *prompts_0) = gathered["rows"][0]
+    (start_1, end_1, steps_1, tokens_1, iterations_1, *prompts_1) = gathered["rows"][1]
+    assert start_0 == start_1  # DDP starts every replica from rank 0's weights
+    assert end_0 == end_1 != start_0  # they trained, and averaged gradients kept them equal
+    assert iterations_0 == iterations_1 >= 2  # every rank stops at the same iteration (see _should_stop)
+    # Each rank counts the tokens of its own rollouts; they stop once either reached the budget.
+    assert (steps_0, steps_1) == (tokens_0, tokens_1) and max(steps_0, steps_1) >= 200
+    # The seed is offset by the rank, so the ranks roll out other prompts: twice the data per update.
+    assert prompts_0 != prompts_1, (prompts_0, prompts_1)
+    assert len(set(prompts_0[:4])) == len(set(prompts_0[4:])) == 1  # yet each GRPO group shares its prompt
 
 
 @pytest.mark.slow

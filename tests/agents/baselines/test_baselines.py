@@ -38,9 +38,7 @@ AGENTS = {
 @pytest.mark.parametrize("name", sorted(AGENTS))
 def test_agent_completes_episodes_with_the_env_reward(name):
     env = echo_env()
-    results = run_episodes(
-        env, AGENTS[name](env), n_episodes=3, seed=0, deterministic=False
-    )
+    results = run_episodes(env, AGENTS[name](env), n_episodes=3, seed=0, deterministic=False)
     assert len(results) == 3
     for result in results:
         assert 1 <= result["length"] <= ECHO["max_new_tokens"]

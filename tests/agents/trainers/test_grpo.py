@@ -26,6 +26,7 @@ def make_grpo(**kwargs) -> GRPO:
     return GRPO("tiny", copy_env(), **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_grpo_raises_the_reward_of_the_tiny_model(seed):
     model = make_grpo(seed=seed)
@@ -45,11 +46,36 @@ def test_group_advantages():
     assert group_advantages(torch.tensor([2.0, 0.0]), 2, scale=False).tolist() == [1.0, -1.0]
 
 
-def test_groups_share_a_prompt_and_kl_runs_against_the_reference():
-    model = make_grpo(n_envs=8, group_size=4, beta=0.1, learning_rate=1e-3)
-    model.learn(1)
-    batch_prompts = model.history[-1]
-    assert "train/kl_ref" in batch_prompts
+class KeepRollouts(BaseCallback):
+    """Keeps every rollout's batch, to check what was logged about it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.batches.append(self.locals["batch"])
+
+
+def test_logged_group_statistics_and_kl_match_the_rollouts():
+    model = make_grpo(n_envs=8, group_size=4, beta=0.1, learning_rate=1e-2)
+    rollouts = KeepRollouts()
+    model.learn(100, callback=rollouts)
+    assert len(rollouts.batches) == len(model.history) >= 2
+    for i, (batch, row) in enumerate(zip(rollouts.batches, model.history, strict=True)):
+        assert len(set(batch.indices[:4])) == len(set(batch.indices[4:])) == 1  # a group shares its prompt
+        returns = batch.returns.double().numpy().reshape(2, 4)  # (prompts, replies)
+        std = returns.std(axis=1, ddof=1)  # torch.std's unbiased estimate, computed apart
+        assert row["rollout/batch_rew_mean"] == pytest.approx(returns.mean(), rel=1e-6)
+        assert row["train/reward_std_in_group"] == pytest.approx(std.mean(), rel=1e-5, abs=1e-7)
+        assert row["train/frac_groups_zero_std"] == np.mean(std < 1e-6)
+        assert row["time/total_timesteps"] == sum(int(b.lengths.sum()) for b in rollouts.batches[: i + 1])
+    # The first update starts at the reference, so the k3 KL to it is zero; later ones have moved away.
+    assert model.history[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-7)
+    assert model.history[-1]["train/kl_ref"] > 1e-6
     assert model._reference is not None  # full fine-tuning: a frozen copy
     seeds = model._reset_seeds(8)
     assert seeds[:4] == [seeds[0]] * 4 and seeds[4:] == [seeds[4]] * 4
@@ -158,5 +184,7 @@ def test_config_errors_say_what_was_expected():
         GRPOConfig(group_size=1)
     with pytest.raises(ValueError, match="learning_rate"):
         GRPOConfig(learning_rate=0.0)
+    with pytest.raises(ValueError, match=r"loss_type: expected one of \['token', 'sequence'\], got 'seq'"):
+        GRPOConfig(loss_type="seq")
     with pytest.raises(TypeError):
         GRPOConfig(no_such_option=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from agents.modeling.lm import LMActorCritic
 from agents.trainers.envs import env_layout, make_trainer_envs
 from agents.trainers.rollout import collect_rollout
 from agents.trainers.scoring import score_tokens
+from text_gym.envs import UnscoredReplyWarning
 from text_gym.envs.text_gen import TextGenEnv
 
 
@@ -34,9 +37,7 @@ def make_envs(n: int = 4, max_new_tokens: int = 6, **kwargs) -> gym.vector.Vecto
 
 def rollout(model, envs, seeds=None, seed=0, **kwargs):
     generator = torch.Generator().manual_seed(seed)
-    return collect_rollout(
-        model, envs, env_layout(envs), seeds=seeds, generator=generator, with_values=True, **kwargs
-    )
+    return collect_rollout(model, envs, env_layout(envs), seeds=seeds, generator=generator, with_values=True, **kwargs)
 
 
 def test_one_forward_gives_the_rollout_log_probs_and_values(model):
@@ -120,6 +121,31 @@ def test_same_step_autoreset_vector_env(model):
     batch = rollout(model, envs, seeds=[0, 1, 2])
     assert all("scores" in info for info in batch.infos)
     assert np.isfinite(batch.returns.numpy()).all()
+
+
+def test_the_next_rollout_abandons_filler_episodes_without_a_warning(model):
+    def short_and_long() -> gym.vector.VectorEnv:
+        # The 4-token episode ends first; the vector env auto-resets it and the rollout feeds it filler.
+        # Equal observation sizes (prompt room + reply budget), as a vector env needs.
+        sizes = [(8, 96), (4, 100)]
+        return gym.vector.SyncVectorEnv(
+            [
+                lambda n=n, p=p: TextGenEnv(task="copy", tokenizer="tiny", max_new_tokens=n, max_prompt_tokens=p)
+                for n, p in sizes
+            ]
+        )
+
+    # Unseeded resets, which the env takes for autoresets and warns about (a seeded one is a deliberate restart).
+    by_hand = short_and_long()
+    rollout(model, by_hand)
+    with pytest.warns(UnscoredReplyWarning):
+        by_hand.reset()  # a user's reset cuts that filler episode short: the env warns
+    envs = short_and_long()
+    rollout(model, envs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnscoredReplyWarning)
+        batch = rollout(model, envs)  # the rollout's own reset does it on purpose, quietly
+    assert batch.lengths.tolist()[1] <= 4
 
 
 def test_shared_prompt_groups_give_the_same_log_probs_values_and_gradients(model):

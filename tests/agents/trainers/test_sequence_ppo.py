@@ -22,6 +22,7 @@ def make_ppo(**kwargs) -> SequencePPO:
     return SequencePPO("tiny", copy_env(), **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ppo_raises_the_reward_of_the_tiny_model(seed):
     model = make_ppo(seed=seed)

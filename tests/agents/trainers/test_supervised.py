@@ -44,5 +44,9 @@ def test_warm_start_needs_a_positive_budget():
         trainer.warm_start()
     with pytest.raises(ValueError, match="learning_rate: expected a finite positive number, got inf"):
         trainer.warm_start(10, learning_rate=float("inf"))
-    with pytest.raises(ValueError, match="total_tokens: expected a finite positive number, got 0"):
+    with pytest.raises(
+        ValueError, match=r"total_tokens: expected a positive int \(reference tokens to train on\), got 0"
+    ):
         trainer.warm_start(0)
+    with pytest.raises(ValueError, match="batch_size: expected a positive int .*, got 2.5"):
+        trainer.warm_start(10, batch_size=2.5)
