@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -48,7 +49,11 @@ def add_lora(lm: nn.Module, lora: dict[str, Any]) -> nn.Module:
     except ImportError as error:  # pragma: no cover - peft ships with the agents extra
         raise ImportError("LoRA needs peft: pip install 'text_gym[agents]' (or pip install peft).") from error
     options = {"task_type": "CAUSAL_LM", "target_modules": "all-linear", **lora}
-    return get_peft_model(lm, LoraConfig(**options))
+    with warnings.catch_warnings():
+        # peft reads model.is_gradient_checkpointing, which transformers 5.x deprecates; the
+        # warning is about peft's code, not the user's, and would show on every LoRA run.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(lm, LoraConfig(**options))
 
 
 def copy_trunk(decoder: nn.Module, layers: int | None) -> nn.Module:

@@ -143,3 +143,12 @@ def test_bad_options_are_rejected():
         LMActorCritic("tiny", lora=16)
     with pytest.raises(TypeError, match="causal LM"):
         LMActorCritic(torch.nn.Linear(2, 2))
+
+
+def test_lora_set_up_raises_no_deprecation_warning():
+    """peft reads a transformers attribute that warns; users should not see that on every LoRA run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LMActorCritic("tiny", lora={"r": 4}, device="cpu")
