@@ -26,10 +26,10 @@ Names are imported lazily, so ``import agents`` stays cheap. The flat module pat
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agents import _moved
+from agents._lazy import lazy_exports
 
 _moved.install()
 
@@ -73,12 +73,7 @@ if TYPE_CHECKING:
     from agents.trainers.sequence_ppo import SequencePPO, SequencePPOConfig
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Agent",

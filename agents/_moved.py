@@ -77,7 +77,11 @@ class _MovedModule(types.ModuleType):
         for target in self.__targets:
             module = importlib.import_module(target)
             if hasattr(module, new):
-                return getattr(module, new)
+                value = getattr(module, new)
+                if new != name:
+                    warn_moved(f"{self.__name__}.{name}", f"{getattr(value, '__module__', target)}.{new}")
+                setattr(self, name, value)  # later lookups neither search nor warn again
+                return value
         raise AttributeError(
             f"module {self.__name__!r} (moved to {', '.join(self.__targets)}) has no attribute {name!r}"
         )
@@ -97,12 +101,16 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _caller_level(skip: tuple[str, ...] = ()) -> int:
-    """The ``stacklevel`` of the first frame outside this module and the import machinery."""
+    """The ``stacklevel`` of the first frame outside this module, the import machinery and lazy hooks.
+
+    ``warnings.warn`` itself does not count importlib's ``_bootstrap`` frames, so neither do we.
+    """
     frame, level = sys._getframe(1), 1
-    while frame is not None and (
-        frame.f_code.co_filename in (__file__, *skip)
-        or "importlib" in frame.f_code.co_filename
-        or frame.f_code.co_name == "__getattr__"  # a package's lazy attribute that forwards here
-    ):
-        frame, level = frame.f_back, level + 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name
+        ours = name in (__file__, *skip) or frame.f_code.co_name == "__getattr__"  # a lazy attribute that forwards here
+        if not (internal or ours):
+            break
+        frame, level = frame.f_back, level + (0 if internal else 1)
     return level

@@ -42,5 +42,6 @@ def __getattr__(name: str) -> Any:
         from agents.evaluation import run_episodes
 
         warn_moved("agents.baselines.run_episodes", "agents.evaluation.run_episodes")
+        globals()["run_episodes"] = run_episodes  # `from agents.baselines import run_episodes` looks twice
         return run_episodes
     raise AttributeError(f"module 'agents.baselines' has no attribute {name!r}")

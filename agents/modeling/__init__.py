@@ -8,3 +8,34 @@
 - :mod:`~agents.modeling.kv_cache`: ``RolloutKVCache``, the per-row KV cache that the SB3 policy
   and the LM baselines reuse across ``env.step`` calls.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agents._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "LMActorCritic": "agents.modeling.lm",
+    "LMOutput": "agents.modeling.lm",
+    "RolloutKVCache": "agents.modeling.kv_cache",
+    "load_model": "agents.modeling.loading",
+    "load_model_and_tokenizer": "agents.modeling.loading",
+    "resolve_device": "agents.modeling.loading",
+}
+
+if TYPE_CHECKING:
+    from agents.modeling.kv_cache import RolloutKVCache
+    from agents.modeling.lm import LMActorCritic, LMOutput
+    from agents.modeling.loading import load_model, load_model_and_tokenizer, resolve_device
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = [
+    "LMActorCritic",
+    "LMOutput",
+    "RolloutKVCache",
+    "load_model",
+    "load_model_and_tokenizer",
+    "resolve_device",
+]

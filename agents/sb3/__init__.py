@@ -5,3 +5,25 @@
 - :mod:`~agents.sb3.maskable`: ``MaskableLMPolicy``, the same policy for ``MaskablePPO`` (the one
   module that imports sb3-contrib).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agents._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "LMPolicy": "agents.sb3.policy",
+    "MaskableLMPolicy": "agents.sb3.maskable",
+}
+
+if TYPE_CHECKING:
+    from agents.sb3.maskable import MaskableLMPolicy
+    from agents.sb3.policy import LMPolicy
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = [
+    "LMPolicy",
+    "MaskableLMPolicy",
+]

@@ -354,12 +354,28 @@ def test_outer_time_limit_shorter_than_budget_leaves_reply_unscored_and_warns_on
         warnings.simplefilter("error")
         env.reset(seed=1)  # a seeded reset is a deliberate restart
     play(env, [70] * 8)
-    with pytest.warns(UnscoredReplyWarning, match="max_episode_steps"):
-        env.reset()  # as autoresets do
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):  # unseeded, as autoresets do: two cuts at 4 could still be chance
+            env.reset()
+            play(env, [70] * 8)
+    with pytest.warns(UnscoredReplyWarning, match="3 replies in a row at 4 token"):
+        env.reset()  # the third cut at the same length: a time limit
     play(env, [70] * 8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         env.reset()  # warned once per env
+
+
+def test_resets_that_cut_replies_at_varying_lengths_do_not_warn():
+    """A library that resets mid-episode now and then (SB3's learn() called again) is not a time limit."""
+    env = gym.make("TextGen-Copy-v0", **{**SMALL, "max_new_tokens": 8})
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for length in (3, 5, 2, 5, 1):
+            play(env, [70] * length)
+            env.reset()
 
 
 @pytest.mark.parametrize("max_episode_steps, shaping", [(8, "sparse"), (None, "sparse"), (4, "delta")])

@@ -37,9 +37,10 @@ INFO_KEYS: tuple[str, ...] = ("index", "prompt", "references", "text", "num_toke
 
 
 class UnscoredReplyWarning(UserWarning):
-    """An unseeded ``reset()`` cut short a reply that was never scored, e.g. under an outer ``TimeLimit``.
+    """Unseeded ``reset()`` calls cut short unscored replies at the same length, as an outer ``TimeLimit`` does.
 
-    Issued once per env, under sparse rewards only. Silence it with
+    Issued once per env, under sparse rewards only, after three such cuts in a row (a library that
+    resets mid-episode now and then cuts replies at varying lengths and does not trigger it). Silence it with
     ``warnings.filterwarnings("ignore", category=UnscoredReplyWarning)`` when you reset
     mid-episode on purpose (or pass a seed: a seeded reset never warns).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,6 +22,8 @@ from text_gym.tokenization import load_tokenizer, logits_size
 
 RewardShaping = Literal["sparse", "delta"]
 REWARD_SHAPINGS: tuple[str, ...] = ("sparse", "delta")
+REPEATED_CUTS = 3
+"""Unscored replies cut at the same length, in a row, before :class:`UnscoredReplyWarning` (a time limit's signature)."""
 MAX_SEQUENCE_TOKENS = 1 << 20
 """The most prompt + reply slots an env accepts: far beyond any model's context, far below what exhausts memory."""
 
@@ -76,11 +79,11 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     wrapper), truncates the episode before that: under ``reward_shaping="sparse"`` the reward of
     that reply is lost, silently for the wrapper (its last ``info["scored"]`` is ``False``). Leave
     ``max_episode_steps`` unset, or at least ``max_new_tokens``. Gymnasium 1.x keeps the limit in
-    the wrapper, out of the env's sight, so the env cannot refuse it up front. Instead, an
-    unseeded ``reset`` (what ``TimeLimit`` passes on and what vector envs and RL libraries call
-    to autoreset) that cuts short a reply that was never scored warns once per env
-    (:class:`~text_gym.envs.UnscoredReplyWarning`); a seeded ``reset`` counts as a deliberate
-    restart and never warns. :func:`text_gym.testing.check_text_env`, given the wrapped env,
+    the wrapper, out of the env's sight, so the env cannot refuse it up front. Instead, when
+    unseeded ``reset`` calls (what ``TimeLimit`` passes on and what vector envs and RL libraries
+    call to autoreset) cut short unscored replies at the same length three times in a row, the
+    env warns once (:class:`~text_gym.envs.UnscoredReplyWarning`); a seeded ``reset`` counts as a
+    deliberate restart and never warns. :func:`text_gym.testing.check_text_env`, given the wrapped env,
     fails on such a limit. Under ``"delta"`` nothing is lost: the rewards paid so far sum to the
     score of the reply so far.
 
@@ -199,6 +202,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._scored = False  # whether self._scores holds the score of the current reply
         self._done = False
         self._warned_unscored = False
+        self._cuts = (0, 0)  # (length, how many unseeded resets in a row cut a reply at that length)
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(
@@ -315,18 +319,27 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     def _warn_if_unscored(self) -> None:
         # gym.make(..., max_episode_steps=N) puts N in the TimeLimit wrapper only: Gymnasium 1.x
         # sets env.unwrapped.spec.max_episode_steps to None, so the env cannot see the limit up
-        # front. It sees the harm instead: a reset that cuts short a reply it never scored.
+        # front. It sees the harm instead: resets that cut short replies it never scored. A time
+        # limit cuts every long reply at the same length; a library that resets mid-episode now
+        # and then (SB3's learn() called again) cuts one at a random length, so only a repeated
+        # cut warns.
         cut_short = self._index is not None and not self._done and self._num_new > 0
         if not cut_short or self.reward_shaping != "sparse" or self._warned_unscored:
             return
+        same = self._cuts[0] == self._num_new
+        self._cuts = (self._num_new, self._cuts[1] + 1 if same else 1)
+        if self._cuts[1] < REPEATED_CUTS:
+            return
         self._warned_unscored = True
-        gym.logger.warn(
-            f"reset() cut short a reply of {self._num_new} token(s) that had not ended (max_new_tokens="
-            f"{self.max_new_tokens}), so the env never scored it and its sparse reward was lost. An outer time "
-            "limit shorter than max_new_tokens does this, e.g. gym.make(..., max_episode_steps=N) or TimeLimit(env, N) "
-            "with N < max_new_tokens: leave it unset or make N >= max_new_tokens (or use reward_shaping='delta'). "
-            "If you reset mid-episode on purpose, ignore this text_gym.envs.UnscoredReplyWarning (warned once per env).",
-            category=UnscoredReplyWarning,
+        warnings.warn(
+            f"reset() cut short {REPEATED_CUTS} replies in a row at {self._num_new} token(s), before they ended "
+            f"(max_new_tokens={self.max_new_tokens}), so the env never scored them and their sparse rewards were "
+            "lost. An outer time limit shorter than max_new_tokens does this, e.g. gym.make(..., max_episode_steps=N) "
+            "or TimeLimit(env, N) with N < max_new_tokens: leave it unset or make N >= max_new_tokens (or use "
+            "reward_shaping='delta'). If you reset mid-episode on purpose, ignore this "
+            "text_gym.envs.UnscoredReplyWarning (warned once per env).",
+            UnscoredReplyWarning,
+            stacklevel=3,
         )
 
     def _pick_index(self, options: dict[str, Any] | None) -> int:
