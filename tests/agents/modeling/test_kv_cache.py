@@ -83,7 +83,9 @@ def test_guessing_the_chosen_token_makes_rollout_steps_free():
     from stable_baselines3 import PPO
 
     env = make_vec_env()
-    model = PPO(LMPolicy, env, n_steps=20, batch_size=60, policy_kwargs={"model": "tiny", "device": "cpu"}, device="cpu", seed=0)
+    model = PPO(
+        LMPolicy, env, n_steps=20, batch_size=60, policy_kwargs={"model": "tiny", "device": "cpu"}, device="cpu", seed=0
+    )
     model._setup_learn(20 * env.num_envs, None)
     model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer, n_rollout_steps=20)
     stats = model.policy.kv_cache.stats
