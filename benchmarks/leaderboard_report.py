@@ -135,7 +135,11 @@ def legend(args: Args) -> str:
     lines = [
         f"Model `{args.model}`; the first {args.episodes} prompts of each task's `{args.split}` split; replies of at "
         f"most {args.max_new_tokens or 'the env default of 32'} tokens for every agent (the reference ceiling included), {args.batch_size} episodes at a time"
-        + ("; each agent in its own process" if args.isolate else "")
+        + (
+            "; each agent in its own process"
+            if args.isolate
+            else "; all agents in one process, so peak MB is only what each agent added to the process's peak"
+        )
         + f". Mean ± standard deviation over seeds {args.seeds} for random and sampling; {seeds}."
     ]
     lines += [
