@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gymnasium.envs.registration import register, registry
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 ENTRY_POINT = "text_gym.envs.text_gen:TextGenEnv"
 

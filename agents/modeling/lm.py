@@ -32,7 +32,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agents.modeling.loading import check_compatible, model_logits_size
+from agents.modeling.loading import check_compatible, model_logits_size, quiet_progress
 from agents.modeling.prepare import (
     add_lora,
     copy_trunk,
@@ -303,6 +303,7 @@ class LMActorCritic(nn.Module):
         return reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits.float()
 
     # ------------------------------------------------------------------ save / load
+    @quiet_progress()
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
         """Write the LM (or only its adapters), the heads, the tokenizer and the options to ``directory``."""
         directory = Path(directory)
@@ -322,6 +323,7 @@ class LMActorCritic(nn.Module):
         (directory / _CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
     @classmethod
+    @quiet_progress()
     def from_pretrained(
         cls,
         directory: str | os.PathLike[str],

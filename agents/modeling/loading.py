@@ -14,7 +14,9 @@ Every call returns a new model (models are trained, so they are never shared)::
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -38,6 +40,7 @@ __all__ = [
     "load_model",
     "load_model_and_tokenizer",
     "model_logits_size",
+    "quiet_progress",
     "resolve_device",
 ]
 
@@ -45,6 +48,23 @@ ModelSpec = str | os.PathLike[str] | PreTrainedModel
 Device = str | torch.device
 
 TINY_SEED = 0
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Hide transformers' progress bars ("Loading weights", "Writing model shards") inside the block.
+
+    Our models load and save in about a second; the bars only clutter logs and interrupt messages.
+    """
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def resolve_device(device: Device | None = "auto") -> torch.device:
@@ -98,7 +118,8 @@ def load_model(spec: ModelSpec, *, device: Device | None = None, dtype: torch.dt
             model = build_tiny_model()
         else:
             folder = smollm2_checkpoint() if kind == "preset" else value
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
+            with quiet_progress():
+                model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype or "auto")
             model.eval()
         device = "cpu" if device is None else device
     moves: dict[str, object] = {"device": resolve_device(device)} if device is not None else {}
