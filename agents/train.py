@@ -16,6 +16,12 @@ best of the untrained model and ``copy-prompt``: a trained model that does not b
 learned nothing that copying or doing nothing would not give. All rows come from one evaluator
 (:mod:`agents.evaluation`). Under ``accelerate launch`` each process rolls out its own envs and
 gradients are averaged; evaluation and saving happen on the main process.
+
+Ctrl-C (or SIGTERM) saves ``--out/interrupted.zip`` and prints the command that resumes the run.
+A resumed run is the saved run (:mod:`agents.train_args` says what the checkpoint determines):
+its ``progress.csv`` grows, and its table reuses the untrained rows that the first run stored in
+``results.json`` (``before_rl``) when they were measured as this run evaluates; else it says
+they are missing and measures the margin over ``copy-prompt`` alone.
 """
 
 from __future__ import annotations
@@ -23,10 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,159 +41,23 @@ import torch
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
+from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import PeriodicCheckpoints
-from agents.trainers.grpo import GRPO
 from agents.trainers.interrupts import TrainingInterrupted
-from agents.trainers.sequence_ppo import SequencePPO
-from text_gym.errors import check_positive_int
+from agents.trainers.loggers import make_logger
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
-ALGOS: dict[str, type[TrainerBase]] = {"grpo": GRPO, "ppo": SequencePPO}
-
-# The demo preset: SmolLM2 learns to follow "Repeat exactly: apple river stone" with GRPO. The
-# untrained model mostly chats instead of copying; some of its samples do copy, which gives each
-# group of four a signal. copy-prompt shows what copying the source would score (1.0: the task
-# is copying), so the table says how far from free the model got in a few CPU minutes.
-QUICK = {
-    "env": "TextGen-Copy-v0",
-    "model": "smollm2-135m",
-    "algo": "grpo",
-    "reward": "bleu",
-    "steps": 1500,
-    "n_envs": 16,
-    "group_size": 4,
-    "batch_size": 8,
-    "max_new_tokens": 12,
-    "learning_rate": 2e-5,
-    "eval_episodes": 32,
-}
-
-
-def parse_task(text: str) -> str | dict[str, str]:
-    """A ``--task`` value: a task name or ``.jsonl`` path, or ``split=path,...`` for one file per split.
-
-    >>> parse_task("qa")
-    'qa'
-    >>> parse_task("train=a.jsonl,test=b.jsonl")
-    {'train': 'a.jsonl', 'test': 'b.jsonl'}
-    """
-    if "=" not in text:
-        return text
-    pairs = [part.partition("=") for part in text.split(",")]
-    if any(not key or not value for key, _, value in pairs):
-        raise argparse.ArgumentTypeError(f"expected NAME, PATH or split=PATH,split=PATH..., got {text!r}")
-    return {key: value for key, _, value in pairs}
-
-
-def parse_reward(text: str) -> str | dict[str, float]:
-    """A ``--reward`` value: a reward name, or ``name=weight,...`` for a weighted sum.
-
-    >>> parse_reward("bleu=1,source-bleu=-0.5")
-    {'bleu': 1.0, 'source-bleu': -0.5}
-    """
-    if "=" not in text:
-        return text
-    weights = {}
-    for part in text.split(","):
-        name, _, weight = part.partition("=")
-        try:
-            weights[name] = float(weight)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}"
-            ) from None
-    return weights
-
-
-def _positive_int(text: str) -> int:
-    """An argparse ``type``: a positive int, checked as the Python API checks one."""
-    try:
-        return check_positive_int("value", int(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line as a namespace; ``--quick`` fills in what the command line did not set."""
-    parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.splitlines()[0])
-    _add_task_arguments(parser.add_argument_group("task and env"))
-    _add_training_arguments(parser.add_argument_group("training"))
-    _add_run_arguments(parser.add_argument_group("evaluation, checkpoints and output"))
-    args = parser.parse_args(argv)
-    if args.quick:  # the preset fills what the user did not set on the command line
-        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
-        for key, value in QUICK.items():
-            if key not in given:
-                setattr(args, key, value)
-    return args
-
-
-def _add_task_arguments(group: Any) -> None:
-    group.add_argument("--env", default="TextGen-v0", help="registered env id")
-    group.add_argument("--task", type=parse_task, help="task name, .jsonl file, or split=file,... (default: the env's)")
-    group.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
-    group.add_argument(
-        "--reward",
-        type=parse_reward,
-        default="bleu",
-        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
-    )
-    group.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
-    group.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
-    group.add_argument("--prompt-truncation", choices=["error", "left"], help="default: the env's (error)")
-
-
-def _add_training_arguments(group: Any) -> None:
-    group.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
-    group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
-    group.add_argument(
-        "--warm-start-tokens",
-        type=int,
-        default=0,
-        help="teacher forcing on this many train-split reference tokens before RL (0: none)",
-    )
-    group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
-    group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
-    group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
-    group.add_argument("--learning-rate", type=float, default=1e-5)
-    group.add_argument("--n-epochs", type=int, default=None, help="default: the trainer's")
-    group.add_argument("--batch-size", type=int, default=None, help="episodes per optimizer step")
-    group.add_argument("--micro-batch-size", type=int, help="episodes per forward (gradient accumulation)")
-    group.add_argument("--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef)")
-    group.add_argument("--temperature", type=float, default=1.0)
-    group.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--device", default="auto")
-    group.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-
-
-def _add_run_arguments(group: Any) -> None:
-    group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
-    group.add_argument("--eval-split", default="test")
-    group.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        default=10.0,
-        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
-    )
-    group.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="periodic checkpoints to keep")
-    group.add_argument(
-        "--resume",
-        default=None,
-        metavar="PATH",
-        help="continue the run saved at PATH (a checkpoint or interrupted.zip) for --steps more tokens",
-    )
-    group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
-    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
+BEFORE_RL = ("untrained greedy", "untrained sampling", "supervised greedy")
+"""The rows measured before RL, which a resumed run cannot measure again: kept in ``results.json``."""
 
 
 def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerBase:
     """The trainer the command line describes, or the one ``--resume`` saved (its settings rule)."""
     if args.resume:
-        return ALGOS[args.algo].load(args.resume, device=args.device, accelerator=accelerator)
+        overrides = {"micro_batch_size": args.micro_batch_size} if "micro_batch_size" in args.given else {}
+        return ALGOS[args.algo].load(args.resume, device=args.device, accelerator=accelerator, **overrides)
     policy_kwargs: dict[str, Any] = {"model": args.model}
     if args.lora:
         policy_kwargs["lora"] = {"r": args.lora, "lora_alpha": 2 * args.lora}
@@ -241,33 +110,39 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
-    args = parse_args(argv)
+    args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     trainer = build_trainer(args, _accelerator(args))  # builds the env: bad task, reward or budget fail here
-    # A resumed run plays the env it was saved with; its untrained rows are in the first run's results.
+    # A resumed run plays the env it was saved with, even one a Python script gave other kwargs.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
+    run = _Run(args, out, _Evaluator(args, env_id, env_kwargs, bool(args.eval_episodes) and trainer._is_main))
+    run.start_tokens = trainer.num_timesteps
     if trainer._is_main:
-        from stable_baselines3.common.logger import configure
-
-        trainer.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
-    evaluator = _Evaluator(args, env_id, env_kwargs, enabled=bool(args.eval_episodes) and trainer._is_main)
-    evaluations = ([] if args.resume else evaluator.policy(trainer, "untrained")) + evaluator.trivial()
-    warm = args.warm_start_tokens > 0 and not args.resume
+        formats, resume_at = ["stdout", "csv", "tensorboard"], trainer.num_timesteps if args.resume else None
+        trainer.set_logger(make_logger(out, formats, resume_at=resume_at))  # a resumed run extends progress.csv
+    run.before_rl(trainer)
     start = time.perf_counter()
-    if warm:
+    if args.warm_start_tokens > 0 and not args.resume:
         trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
-        evaluations += evaluator.policy(trainer, "supervised")[:1]
+        run.after_warm_start(trainer)
     _learn(trainer, args, out)
-    train_seconds = time.perf_counter() - start
-    trainer.save(out / "model.zip")
-    evaluations += evaluator.policy(trainer, "supervised+RL" if warm else "trained")
-    results = _results(args, env_id, env_kwargs, trainer, evaluations, train_seconds)
+    seconds = time.perf_counter() - start
+    saved = trainer.save(out / "model.zip")
+    label = "supervised+RL" if trainer.supervised_history else "trained"
+    run.evaluations += run.evaluator.policy(trainer, label)
+    results = run.results(trainer, seconds, finished=True)
     if trainer._is_main:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
-        _print_summary(args, results, evaluations)
+        _print_summary(args, results, run)
+        print(
+            f"\nSaved {saved}: reload it with {type(trainer).__name__}.load({str(saved)!r}), or train on with\n"
+            f"  {resume_command(args, saved, args.steps)}\n"
+            f"Results in {out / 'results.json'}; training logs in {out / 'progress.csv'} and TensorBoard ({out}).",
+            flush=True,
+        )
     return results
 
 
@@ -289,22 +164,127 @@ class _Evaluator:
     env_kwargs: dict[str, Any]
     enabled: bool
 
-    def policy(self, trainer: TrainerBase, prefix: str) -> list[Evaluation]:
-        """The trainer's policy, labelled ``"<prefix> greedy"`` and ``"<prefix> sampling"``."""
+    def policy(self, trainer: TrainerBase, prefix: str, sampling: bool = True) -> list[Evaluation]:
+        """The trainer's policy, labelled ``"<prefix> greedy"`` (and ``"<prefix> sampling"``)."""
         if not self.enabled:
             return []
         temperature = self.args.temperature
         return lm_evaluations(
-            trainer.policy, prefix, self.env_id, self.env_kwargs, temperature=temperature, **self._common()
+            trainer.policy,
+            prefix,
+            self.env_id,
+            self.env_kwargs,
+            sampling=sampling,
+            temperature=temperature,
+            **self._common(),
         )
 
     def trivial(self) -> list[Evaluation]:
         """``copy-prompt`` and ``reference``: the floor to beat and the ceiling."""
         return trivial_evaluations(self.env_id, self.env_kwargs, **self._common()) if self.enabled else []
 
+    def settings(self) -> dict[str, Any]:
+        """What two runs' rows must share to be compared: env, env kwargs, split, prompts, seed, temperature."""
+        args = self.args
+        settings = {"env": self.env_id, "env_kwargs": self.env_kwargs, "split": args.eval_split}
+        settings |= {"episodes": args.eval_episodes, "seed": args.seed, "temperature": args.temperature}
+        return json.loads(json.dumps(settings, default=str))  # as results.json stores them
+
     def _common(self) -> dict[str, Any]:
         args, n = self.args, (None if self.args.eval_episodes < 0 else self.args.eval_episodes)
         return {"split": args.eval_split, "n_episodes": n, "seeds": [args.seed], "batch_size": args.n_envs}
+
+
+@dataclass
+class _Run:
+    """One segment of a run: its evaluations, the rows measured before RL, and ``results.json``.
+
+    The rows measured before RL (:data:`BEFORE_RL`) are stored in ``results.json`` as soon as
+    they exist, under ``before_rl`` with the evaluation settings; a resumed run shows them again
+    when it evaluates with the same settings (``reused``), and carries them on either way.
+    """
+
+    args: argparse.Namespace
+    out: Path
+    evaluator: _Evaluator
+    evaluations: list[Evaluation] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)  # {"evaluation": settings, "rows": [...], "samples": {...}}
+    reused: bool = False
+    missing: str = ""  # why a resumed run has no untrained rows
+    start_tokens: int = 0
+
+    def before_rl(self, trainer: TrainerBase) -> None:
+        """Measure (or, on ``--resume``, find) the untrained rows, and the trivial ones."""
+        if not self.args.resume:
+            self.evaluations = self.evaluator.policy(trainer, "untrained") + self.evaluator.trivial()
+            self._store_before_rl(trainer)
+            return
+        self.evaluations = self.evaluator.trivial()
+        # The first run's folder: --out, else the checkpoint's (interrupted.zip) or its parent's (checkpoints/).
+        folders = [self.out, Path(self.args.resume).parent, Path(self.args.resume).parent.parent]
+        self.before = next(filter(None, map(_previous_before_rl, folders)), {})
+        stored = self.before.get("evaluation")
+        self.reused = stored == self.evaluator.settings() and bool(self.before.get("rows"))
+        if not self.evaluator.enabled or self.reused:
+            return
+        if not self.before:
+            self.missing = f"no results.json from before RL in {self.out} or beside {self.args.resume}"
+        else:
+            differ = [k for k, v in self.evaluator.settings().items() if (stored or {}).get(k) != v]
+            self.missing = f"the first run measured them with other evaluation settings ({', '.join(differ)})"
+
+    def after_warm_start(self, trainer: TrainerBase) -> None:
+        """Measure the warm-started model (greedy) and store it with the rows before RL."""
+        self.evaluations += self.evaluator.policy(trainer, "supervised", sampling=False)
+        self._store_before_rl(trainer)
+
+    def _store_before_rl(self, trainer: TrainerBase) -> None:
+        ours = [e for e in self.evaluations if e.label in BEFORE_RL]
+        rows, samples = [e.row() for e in ours], {e.label: e.samples() for e in ours}
+        self.before = {"evaluation": self.evaluator.settings(), "rows": rows, "samples": samples}
+        if trainer._is_main:  # so that a resumed run has them, even if this one is interrupted
+            results = self.results(trainer, 0.0, finished=False)
+            atomic_write_text(self.out / "results.json", json.dumps(results, indent=2, default=str))
+
+    def results(self, trainer: TrainerBase, seconds: float, *, finished: bool) -> dict[str, Any]:
+        """What ``results.json`` holds: the arguments, the table's rows with margins, samples and the logs."""
+        reused = self.before.get("rows", []) if self.reused else []
+        rows = sorted(reused + [e.row() for e in self.evaluations], key=_row_order)
+        if rows:
+            add_margins(rows)
+        env_id, env_kwargs = self.evaluator.env_id, self.evaluator.env_kwargs
+        samples = dict(self.before.get("samples", {})) if self.reused else {}
+        return {
+            "args": vars(self.args),
+            "env": env_id,
+            "task": env_kwargs.get("task", gym.spec(env_id).kwargs.get("task")),
+            "split": self.args.eval_split,
+            "finished": finished,  # False: written before training, for the rows before RL
+            "resumed_from": self.args.resume,
+            "train_seconds": seconds,  # this segment's (warm start included)
+            "train_tokens": trainer.num_timesteps - self.start_tokens,  # RL tokens of this segment
+            "total_train_tokens": trainer.num_timesteps,  # since the run began
+            "rows": rows,
+            "samples": samples | {e.label: e.samples() for e in self.evaluations},
+            "before_rl": self.before,
+            "history": trainer.history,
+            "supervised_history": trainer.supervised_history,
+        }
+
+
+def _previous_before_rl(folder: Path) -> dict[str, Any]:
+    """The ``before_rl`` record of an earlier segment's ``results.json`` in ``folder``, or ``{}``."""
+    try:
+        return json.loads((folder / "results.json").read_text()).get("before_rl") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _row_order(row: dict[str, Any]) -> int:
+    """Untrained, then trivial, then warm-started, then trained rows (a stable sort keeps each group's order)."""
+    label = row["agent"]
+    groups = [label.startswith("untrained"), label in ("copy-prompt", "reference"), label == "supervised greedy"]
+    return groups.index(True) if any(groups) else len(groups)
 
 
 def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
@@ -326,54 +306,31 @@ def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
     except TrainingInterrupted as stop:
         if is_main and stop.checkpoint is not None:
             remaining = max(args.steps - (trainer.num_timesteps - start_steps), 1)
-            print(
-                f"\n{stop}\nResume with:\n  python -m agents.train --resume {stop.checkpoint} --algo {args.algo} "
-                f"--steps {remaining} --out {out}",
-                flush=True,
-            )
+            print(f"\n{stop}\nResume with:\n  {resume_command(args, stop.checkpoint, remaining)}", flush=True)
         raise SystemExit(stop.exit_code) from None
     finally:
         _end_distributed(trainer.accelerator)
 
 
-def _results(
-    args: argparse.Namespace,
-    env_id: str,
-    env_kwargs: dict[str, Any],
-    trainer: TrainerBase,
-    evaluations: list[Evaluation],
-    train_seconds: float,
-) -> dict[str, Any]:
-    """What ``results.json`` holds: the arguments, the table's rows with margins, samples and the logs."""
-    rows = [e.row() for e in evaluations]
-    if rows:
-        add_margins(rows)
-    return {
-        "args": vars(args),
-        "env": env_id,
-        "task": env_kwargs.get("task", gym.spec(env_id).kwargs.get("task")),
-        "split": args.eval_split,
-        "train_seconds": train_seconds,
-        "train_tokens": trainer.num_timesteps,
-        "rows": rows,
-        "samples": {e.label: e.samples() for e in evaluations},
-        "history": trainer.history,
-        "supervised_history": trainer.supervised_history,
-    }
-
-
-def _print_summary(args: argparse.Namespace, results: dict[str, Any], evaluations: list[Evaluation]) -> None:
+def _print_summary(args: argparse.Namespace, results: dict[str, Any], run: _Run) -> None:
     """The results table and the first replies of the last greedy evaluation."""
     rows = results["rows"]
     if not rows:
         return
+    tokens = f"{results['train_tokens']} tokens in {results['train_seconds']:.1f} s"
+    if args.resume:
+        tokens += f" (resumed at {run.start_tokens}: {results['total_train_tokens']} tokens since the start)"
+    if any(row["agent"].startswith("untrained") for row in rows):
+        margin = "margin = BLEU minus the best of untrained and copy-prompt"
+        margin += " (untrained rows: measured before the first segment)" if run.reused else ""
+    else:
+        margin = f"margin = BLEU minus copy-prompt (no untrained rows: {run.missing})"
     print(
-        f"\n{args.algo} on {results['env']}, task {_describe(results['task'])} ({args.model}), "
-        f"{results['train_tokens']} tokens in {results['train_seconds']:.0f} s; held-out split {args.eval_split!r}, "
-        f"{rows[0]['episodes']} prompts; margin = BLEU minus the best of untrained and copy-prompt:\n"
+        f"\n{args.algo} on {results['env']}, task {_describe(results['task'])} ({args.model}), {tokens}; "
+        f"held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; {margin}:\n"
     )
     print(results_table(rows))
-    shown = next(e for e in reversed(evaluations) if e.label.endswith("greedy"))
+    shown = next(e for e in reversed(run.evaluations) if e.label.endswith("greedy"))
     print(f"\n{shown.label}, first prompts:")
     for prompt, text, reward in shown.samples():
         print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")

@@ -15,4 +15,44 @@
 - :mod:`~agents.trainers.rollout`: ``collect_rollout``, whole episodes with one batched KV cache.
 - :mod:`~agents.trainers.scoring`: log-probs, values and entropy of a rollout's replies.
 - :mod:`~agents.trainers.callbacks`: SB3 callbacks for trainers (a token progress bar).
+- :mod:`~agents.trainers.loggers`: SB3 loggers without temporary folders; a ``progress.csv``
+  that a resumed run extends.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agents._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "GRPO": "agents.trainers.grpo",
+    "GRPOConfig": "agents.trainers.grpo",
+    "SequencePPO": "agents.trainers.sequence_ppo",
+    "SequencePPOConfig": "agents.trainers.sequence_ppo",
+    "TrainerBase": "agents.trainers.base",
+    "TrainerConfig": "agents.trainers.config",
+    "TrainingInterrupted": "agents.trainers.interrupts",
+    "PeriodicCheckpoints": "agents.trainers.checkpoint",
+}
+
+if TYPE_CHECKING:
+    from agents.trainers.base import TrainerBase
+    from agents.trainers.checkpoint import PeriodicCheckpoints
+    from agents.trainers.config import TrainerConfig
+    from agents.trainers.grpo import GRPO, GRPOConfig
+    from agents.trainers.interrupts import TrainingInterrupted
+    from agents.trainers.sequence_ppo import SequencePPO, SequencePPOConfig
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = [
+    "GRPO",
+    "GRPOConfig",
+    "PeriodicCheckpoints",
+    "SequencePPO",
+    "SequencePPOConfig",
+    "TrainerBase",
+    "TrainerConfig",
+    "TrainingInterrupted",
+]

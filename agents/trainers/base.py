@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 
 from agents.modeling.loading import resolve_device
@@ -37,6 +37,7 @@ from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.config import TrainerConfig, build_actor_critic
 from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
 from agents.trainers.interrupts import Stop, TrainingInterrupted, catch_signals
+from agents.trainers.loggers import make_logger
 from agents.trainers.persistence import AUTO, PersistenceMixin
 from agents.trainers.predict import PredictMixin
 from agents.trainers.rollout import RolloutBatch, collect_rollout
@@ -170,11 +171,15 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
             if self.tensorboard_log and self._is_main:
                 formats.append("tensorboard")
             folder = os.path.join(self.tensorboard_log, type(self).__name__) if self.tensorboard_log else None
-            self._logger = configure(folder, formats)
+            self._logger = make_logger(folder, formats)  # not SB3's configure: it makes a temporary folder
         return self._logger
 
     def set_logger(self, logger: Logger) -> None:
-        """Use an SB3 ``Logger``, e.g. ``configure(folder, ["stdout", "csv", "tensorboard"])``."""
+        """Use an SB3 ``Logger``, e.g. ``make_logger(folder, ["stdout", "csv", "tensorboard"])``.
+
+        :func:`agents.trainers.loggers.make_logger` builds the same loggers as SB3's ``configure``,
+        without its temporary folder, and can continue the ``progress.csv`` of a resumed run.
+        """
         self._logger, self._custom_logger = logger, True
 
     def learn(
@@ -188,16 +193,21 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
         checkpoints: PeriodicCheckpoints | None = None,
     ) -> TrainerBase:
-        """Alternate rollouts and updates until ``total_timesteps`` tokens have been generated.
+        """Alternate rollouts and updates until at least ``total_timesteps`` tokens have been generated.
+
+        A rollout is never cut short to meet the budget (its episodes would be incomplete), so
+        ``learn`` stops at the first iteration boundary at or after ``total_timesteps``: it
+        usually generates a little more, up to one rollout (``n_envs * max_new_tokens`` tokens).
+        ``num_timesteps`` counts what was generated; the progress bar stops at the budget.
 
         Args:
-            total_timesteps: Generated tokens (env steps) to train for.
+            total_timesteps: Generated tokens (env steps) to train for, at least.
             callback: An SB3 callback, a list of them, or a function ``(locals, globals) -> bool``.
             log_interval: Dump the logger every this many iterations.
             tb_log_name: Unused (the TensorBoard folder is fixed by ``tensorboard_log``); SB3 signature.
             reset_num_timesteps: Count from zero; False continues the count of a previous ``learn``.
             progress_bar: Show a tqdm bar over tokens.
-            checkpoint_on_interrupt: On SIGINT or SIGTERM, where to save the last complete step
+            checkpoint_on_interrupt: On SIGINT or SIGTERM, where to save the last complete iteration
                 (``"auto"``: ``<ClassName>_interrupted.zip`` in the working folder; None: nowhere)
                 before raising :class:`~agents.trainers.interrupts.TrainingInterrupted`.
             checkpoints: Save every few minutes between iterations (:class:`PeriodicCheckpoints`).

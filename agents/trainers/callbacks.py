@@ -9,25 +9,35 @@ __all__ = ["TokenProgressBar"]
 
 
 class TokenProgressBar(BaseCallback):
-    """A tqdm bar over generated tokens (SB3's own bar assumes every sub-env steps every time)."""
+    """A tqdm bar over generated tokens (SB3's own bar assumes every sub-env steps every time).
+
+    ``learn`` finishes the rollout that crosses its budget, so the token count ends a little
+    past ``total_timesteps``. The bar stops at its total (tqdm drops the total, and the bar,
+    once the count passes it) and says at the end how many tokens were generated in all.
+    """
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(
-            total=self.locals["total_timesteps"], initial=self.model.num_timesteps, unit="tok", dynamic_ncols=True
-        )
-        self._seen = self.model.num_timesteps
+        self._total = self.locals["total_timesteps"]
+        start = min(self.model.num_timesteps, self._total)
+        self._bar = tqdm(total=self._total, initial=start, unit="tok", dynamic_ncols=True)
+        self._postfix: dict[str, str] = {}
 
     def _on_step(self) -> bool:
-        self._bar.update(self.model.num_timesteps - self._seen)
-        self._seen = self.model.num_timesteps
+        shown = min(self.model.num_timesteps, self._total)
+        if shown > self._bar.n:
+            self._bar.update(shown - self._bar.n)
         return True
 
     def _on_rollout_end(self) -> None:
         ep = self.model.ep_info_buffer
         if ep:
-            self._bar.set_postfix(reward=f"{np.mean(ep):.3f}", refresh=False)
+            self._postfix["reward"] = f"{np.mean(ep):.3f}"
+            self._bar.set_postfix(self._postfix, refresh=False)
 
     def _on_training_end(self) -> None:
+        if self.model.num_timesteps > self._total:  # the last rollout ran past the budget
+            self._postfix["generated"] = f"{self.model.num_timesteps}tok"
+            self._bar.set_postfix(self._postfix, refresh=False)
         self._bar.close()

@@ -38,6 +38,7 @@ __all__ = [
     "PeriodicCheckpoints",
     "archive_path",
     "read_archive",
+    "read_settings",
     "restore_rng",
     "restore_trainer_state",
     "rng_state",
@@ -104,24 +105,44 @@ def read_archive(
     from agents.modeling.lm import LMActorCritic
 
     target = archive_path(path)
+    with tempfile.TemporaryDirectory() as tmp, _open_archive(target) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
+        state = json.loads(Path(tmp, "trainer.json").read_text())
+        tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
+        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
+    return model, state, tensors
+
+
+def read_settings(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON state and the model's options (``model/actor_critic.json``) of an archive, without its weights.
+
+    What a command line needs to know about a run before loading it: the trainer class, config,
+    env id and kwargs, seed, counters, and the model it started from (``"model"``, ``"lora"``).
+
+    Raises:
+        FileNotFoundError: No file at ``archive_path(path)``.
+        CheckpointError: The file is not a zip archive, or lacks a member.
+    """
+    with _open_archive(archive_path(path)) as archive:
+        return json.loads(archive.read("trainer.json")), json.loads(archive.read("model/actor_critic.json"))
+
+
+def _open_archive(target: Path) -> zipfile.ZipFile:
+    """``target`` opened as a zip archive that has every member of :data:`ARCHIVE_MEMBERS`."""
     if not target.is_file():
         raise FileNotFoundError(f"Expected a trainer checkpoint at {target}, found no such file.")
     try:
         archive = zipfile.ZipFile(target)
     except zipfile.BadZipFile as error:
         raise CheckpointError(f"{target} is not a trainer checkpoint: expected a zip archive, got {error}.") from error
-    with tempfile.TemporaryDirectory() as tmp, archive:
-        names = set(archive.namelist())
-        missing = [member for member in ARCHIVE_MEMBERS if member not in names]
-        if missing:
-            raise CheckpointError(
-                f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}."
-            )
-        archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
-        state = json.loads(Path(tmp, "trainer.json").read_text())
-        tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
-        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
-    return model, state, tensors
+    missing = [member for member in ARCHIVE_MEMBERS if member not in archive.namelist()]
+    if missing:
+        archive.close()
+        raise CheckpointError(
+            f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}."
+        )
+    return archive
 
 
 # ---------------------------------------------------------------------------------- optimizer

@@ -1,4 +1,4 @@
-"""Safe interrupts: Ctrl-C or SIGTERM during ``learn`` ends the run at a clean step, never mid-write.
+"""Safe interrupts: Ctrl-C or SIGTERM during ``learn`` ends the run at a clean iteration, never mid-write.
 
 :func:`catch_signals` swaps the SIGINT and SIGTERM handlers for one that only records the signal.
 The training loop checks :attr:`Stop.signum` between steps: a rollout in progress is abandoned
@@ -34,9 +34,9 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signum, self.checkpoint = signum, checkpoint
         name = signal.Signals(signum).name
         where = (
-            f"the last complete step was saved to {checkpoint}; resume with {resume_hint}"
+            f"the last complete iteration was saved to {checkpoint}; resume with {resume_hint}"
             if checkpoint
-            else "no checkpoint was written (saving on interrupt was off); the trainer is at its last complete step"
+            else "no checkpoint was written (saving on interrupt was off); the trainer is at its last complete iteration"
         )
         super().__init__(f"Training stopped by {name}: {where}.")
 
@@ -68,8 +68,9 @@ def catch_signals() -> Iterator[Stop]:
     def record(signum: int, frame: object) -> None:
         if stop.signum is None:
             print(
-                f"\n[{os.getpid()}] {signal.Signals(signum).name} received: finishing the current step, then saving "
-                "a checkpoint.",
+                f"\n[{os.getpid()}] {signal.Signals(signum).name} received: stopping at the last complete iteration "
+                "(a rollout in progress is dropped and replayed on resume; an update in progress is finished), "
+                "then saving a checkpoint.",
                 flush=True,
             )
         stop.signum = stop.signum or signum

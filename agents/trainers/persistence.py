@@ -125,7 +125,7 @@ class PersistenceMixin:
         restore_rng(self._np_random, self._generator, tensors, meta)
 
     def _interrupted(self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int) -> None:
-        """Save the last complete step to ``where`` (``AUTO``: the default name; None: nowhere), then raise."""
+        """Save the last complete iteration to ``where`` (``AUTO``: the default name; None: nowhere), then raise."""
         path = None
         if where is not None:
             path = self.save(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)

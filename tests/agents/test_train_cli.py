@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +163,107 @@ def test_module_help_runs():
         cwd=Path(__file__).resolve().parents[2],
         check=True,
     ).stdout
-    assert "--algo" in out and "--quick" in out
+    assert "--algo" in out and "--quick" in out and "(default: 20000)" in out and "(default: the env's)" in out
+
+
+ECHO = ["--env", "TextGen-EchoLetter-v0", "--model", "tiny", "--max-new-tokens", "3", "--n-envs", "4"]
+ECHO += ["--group-size", "2", "--learning-rate", "1e-2", "--checkpoint-minutes", "0"]
+
+
+def csv_steps(path: Path) -> list[int]:
+    lines = path.read_text().splitlines()
+    column = lines[0].split(",").index("time/total_timesteps")
+    return [int(float(line.split(",")[column])) for line in lines[1:]]
+
+
+def test_an_interrupted_run_resumes_as_itself(tmp_path, capsys, monkeypatch):
+    """Ctrl-C, then the printed command: same model and env, the first rows kept, this segment's tokens."""
+    out, calls = tmp_path / "run", []
+    train = GRPO.train
+
+    def train_then_ctrl_c(self, batch):  # Ctrl-C during the third update: it finishes, then the run stops
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return train(self, batch)
+
+    monkeypatch.setattr(GRPO, "train", train_then_ctrl_c)
+    first = [*ECHO, "--eval-episodes", "4", "--eval-split", "test", "--threads", "1", "--no-progress", "--seed", "3"]
+    with pytest.raises(SystemExit) as info:
+        main([*first, "--steps", "100000", "--out", str(out)])
+    monkeypatch.undo()
+    printed = capsys.readouterr().out
+    assert info.value.code == 130 and "stopping at the last complete iteration" in printed
+    command = shlex.split(printed.split("Resume with:\n")[1].splitlines()[0])
+    assert command[:5] == ["python", "-m", "agents.train", "--resume", str(out / "interrupted.zip")]
+    for flag in ("--eval-episodes 4", "--eval-split test", "--threads 1", "--no-progress", f"--out {out}"):
+        assert flag in shlex.join(command)
+    assert "--model" not in command and "--env" not in command and "--seed" not in command  # the checkpoint's
+    saved_steps = GRPO.load(out / "interrupted.zip").num_timesteps
+    first_log = csv_steps(out / "progress.csv")
+    assert len(first_log) == 3 and first_log[-1] == saved_steps
+    before = json.loads((out / "results.json").read_text())
+    assert before["finished"] is False and [r["agent"] for r in before["before_rl"]["rows"]] == [
+        "untrained greedy",
+        "untrained sampling",
+    ]
+
+    steps_at = command.index("--steps") + 1
+    assert command[steps_at] == str(100_000 - saved_steps)
+    command[steps_at] = "24"
+    results = main(command[3:])
+    printed = capsys.readouterr().out
+    assert results["args"]["model"] == "tiny" and results["env"] == "TextGen-EchoLetter-v0"
+    assert results["args"]["seed"] == 3 and results["args"]["eval_episodes"] == 4 and results["finished"]
+    total = GRPO.load(out / "model.zip").num_timesteps
+    assert results["total_train_tokens"] == total and results["train_tokens"] == total - saved_steps > 0
+    assert f"{total - saved_steps} tokens in" in printed and f"resumed at {saved_steps}" in printed
+    labels = [row["agent"] for row in results["rows"]]
+    assert labels == ["untrained greedy", "untrained sampling", "copy-prompt", "reference", "trained greedy",
+                      "trained sampling"]  # fmt: skip
+    assert results["rows"][0] == {**before["before_rl"]["rows"][0], "margin": results["rows"][0]["margin"]}
+    assert "untrained rows: measured before the first segment" in printed
+    steps = csv_steps(out / "progress.csv")
+    assert steps[:3] == first_log and len(steps) > 3 and steps[-1] == total and steps == sorted(set(steps))
+    assert f"Saved {out / 'model.zip'}: reload it with GRPO.load(" in printed and str(out / "results.json") in printed
+
+
+def test_resume_without_comparable_untrained_rows_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    main([*ECHO, "--eval-episodes", "4", "--steps", "8", "--no-progress", "--out", str(out)])
+    first = json.loads((out / "results.json").read_text())["before_rl"]
+    capsys.readouterr()
+    results = main(["--resume", str(out / "model.zip"), "--eval-episodes", "2", "--steps", "8", "--out", str(out)])
+    assert [row["agent"] for row in results["rows"]] == [
+        "copy-prompt",
+        "reference",
+        "trained greedy",
+        "trained sampling",
+    ]
+    assert "margin = BLEU minus copy-prompt (no untrained rows: the first run measured them with other evaluation " \
+           "settings (episodes))" in capsys.readouterr().out  # fmt: skip
+    assert results["before_rl"] == first  # kept for a later resume that evaluates as the first run did
+    elsewhere = main(
+        ["--resume", str(out / "model.zip"), "--eval-episodes", "4", "--steps", "8", "--out", str(tmp_path / "b")]
+    )
+    assert elsewhere["rows"][0]["agent"] == "untrained greedy"  # found beside the checkpoint
+
+
+def test_resume_takes_the_run_from_the_checkpoint_and_refuses_contradictions(tmp_path, capsys):
+    saved = GRPO("tiny", "TextGen-EchoLetter-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 3}, n_envs=4,
+                 group_size=2, seed=5, verbose=0).save(tmp_path / "run.zip")  # fmt: skip
+    args = parse_args(["--resume", str(saved), "--model", "tiny", "--n-envs", "4", "--eval-episodes", "2"])
+    assert (args.model, args.env, args.n_envs, args.group_size, args.seed) == ("tiny", "TextGen-EchoLetter-v0", 4, 2, 5)
+    assert (args.max_new_tokens, args.task, args.reward, args.algo) == (3, None, None, "grpo")
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--resume", str(saved), "--model", "smollm2-135m", "--algo", "ppo", "--max-new-tokens", "3"])
+    error = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "--algo 'ppo' (the checkpoint's: 'grpo'); --model 'smollm2-135m' (the checkpoint's: 'tiny')" in error
+    assert "--max-new-tokens 3 (" not in error  # the saved value
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", str(tmp_path / "nope.zip")])
+    assert "--resume: Expected a trainer checkpoint at" in capsys.readouterr().err
 
 
 ACCELERATE_SCRIPT = """

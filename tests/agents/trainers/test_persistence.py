@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from agents.modeling.loading import resolve_device
+from agents.train import main
 from agents.trainers.checkpoint import CheckpointError, archive_path
 from agents.trainers.grpo import GRPO
 from agents.trainers.sequence_ppo import SequencePPO
@@ -153,9 +155,6 @@ from agents.trainers.grpo import GRPO
 trainer = GRPO("tiny", "TextGen-EchoLetter-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 3}, n_envs=4,
                group_size=2, seed=0, verbose=0)
 path, point = sys.argv[1], sys.argv[2]
-if point == "good":
-    trainer.save(path)
-    sys.exit(0)
 trainer.learn(8)
 die = lambda *args, **kwargs: os.kill(os.getpid(), 9)
 if point == "weights":   # while the model files are written
@@ -179,7 +178,7 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint(tmp_path, point):
     script, path = tmp_path / "save.py", tmp_path / "model.zip"
     script.write_text(SAVE_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(script), str(path), "good"], check=True, env=env, cwd=ROOT, timeout=300)
+    grpo().save(path)  # the good checkpoint, at step 0
     killed = subprocess.run([sys.executable, str(script), str(path), point], env=env, cwd=ROOT, timeout=300)
     assert killed.returncode == -signal.SIGKILL
     assert GRPO.load(path).num_timesteps == 0  # the good one, whole
@@ -227,9 +226,9 @@ def test_a_signalled_cli_run_saves_and_resumes(tmp_path, sig, code):
     assert saved.exists() and "Resume with:" in out and f"--resume {saved}" in out
     steps = GRPO.load(saved).num_timesteps
     assert steps > 0
-    args, env = _cli(tmp_path, "--resume", str(saved), "--steps", "20")
-    resumed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    command = shlex.split(out.split("Resume with:\n")[1].splitlines()[0])  # the printed command, run here
+    command[command.index("--steps") + 1] = "20"
+    main(command[3:])
     assert GRPO.load(tmp_path / "run" / "model.zip").num_timesteps >= steps + 20
 
 

@@ -14,7 +14,7 @@ from agents.modeling.lm import LMActorCritic
 from agents.trainers.envs import env_layout, make_trainer_envs
 from agents.trainers.rollout import collect_rollout
 from agents.trainers.scoring import score_tokens
-from text_gym.envs import UnscoredReplyWarning
+from text_gym.envs import UnscoredReplyWarning, text_gen
 from text_gym.envs.text_gen import TextGenEnv
 
 
@@ -123,7 +123,7 @@ def test_same_step_autoreset_vector_env(model):
     assert np.isfinite(batch.returns.numpy()).all()
 
 
-def test_the_next_rollout_abandons_filler_episodes_without_a_warning(model):
+def test_the_next_rollout_abandons_filler_episodes_without_a_warning(model, monkeypatch):
     def short_and_long() -> gym.vector.VectorEnv:
         # The 4-token episode ends first; the vector env auto-resets it and the rollout feeds it filler.
         # Equal observation sizes (prompt room + reply budget), as a vector env needs.
@@ -135,7 +135,9 @@ def test_the_next_rollout_abandons_filler_episodes_without_a_warning(model):
             ]
         )
 
-    # Unseeded resets, which the env takes for autoresets and warns about (a seeded one is a deliberate restart).
+    # Make every unseeded reset that cuts an unscored reply warn (the env normally waits for three
+    # cuts at one length, a time limit's signature), so that the rollout's own quiet is what is tested.
+    monkeypatch.setattr(text_gen, "REPEATED_CUTS", 1)
     by_hand = short_and_long()
     rollout(model, by_hand)
     with pytest.warns(UnscoredReplyWarning):

@@ -1,0 +1,316 @@
+"""The arguments of ``python -m agents.train``: parsing, the ``--quick`` preset, and what ``--resume`` takes from a checkpoint.
+
+A resumed run is the run that was saved: its algorithm, model, env, task, reward, trainer
+settings and seed come from the checkpoint (:data:`CHECKPOINT_FLAGS`). Repeating one of those
+flags with the saved value is fine (re-running the first command with ``--resume`` added
+works); giving another value is an error that names each contradiction, since silently training
+something else than the user asked for, or than the log says, is worse than stopping.
+``--micro-batch-size`` may change (it trades memory for time, not results), as may everything
+about evaluation, checkpoints and output. :func:`resume_command` prints the command that
+continues a run: every flag the user gave, except those the checkpoint now determines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from agents.trainers.base import TrainerBase
+from agents.trainers.checkpoint import CheckpointError, read_settings
+from agents.trainers.grpo import GRPO
+from agents.trainers.sequence_ppo import SequencePPO
+from text_gym.errors import check_positive_int
+
+__all__ = [
+    "ALGOS",
+    "CHECKPOINT_FLAGS",
+    "QUICK",
+    "build_parser",
+    "checkpoint_settings",
+    "parse_args",
+    "parse_reward",
+    "parse_task",
+    "resume_command",
+]
+
+ALGOS: dict[str, type[TrainerBase]] = {"grpo": GRPO, "ppo": SequencePPO}
+
+# The demo preset: SmolLM2 learns to follow "Repeat exactly: apple river stone" with GRPO. The
+# untrained model mostly chats instead of copying; some of its samples do copy, which gives each
+# group of four a signal. copy-prompt shows what copying the source would score (1.0: the task
+# is copying), so the table says how far from free the model got in a few CPU minutes.
+QUICK = {
+    "env": "TextGen-Copy-v0",
+    "model": "smollm2-135m",
+    "algo": "grpo",
+    "reward": "bleu",
+    "steps": 1500,
+    "n_envs": 16,
+    "group_size": 4,
+    "batch_size": 8,
+    "max_new_tokens": 12,
+    "learning_rate": 2e-5,
+    "eval_episodes": 32,
+}
+
+CHECKPOINT_FLAGS = (
+    "algo", "model", "lora", "env", "task", "reward", "max_new_tokens", "max_prompt_tokens", "prompt_truncation",
+    "n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "kl", "temperature", "seed",
+    "warm_start_tokens", "warm_start_lr",
+)  # fmt: skip
+"""The settings ``--resume`` takes from the checkpoint (``warm_start_*``: the warm start is over)."""
+
+_ENV_FLAGS = ("task", "reward", "max_new_tokens", "max_prompt_tokens", "prompt_truncation")
+_DESCRIPTION = "Train an LM agent on any TextGen task, then compare it with the trivial answers on held-out prompts."
+_EPILOG = (
+    "With --resume, the algorithm, model, env, task, reward, trainer settings and seed are the checkpoint's: "
+    "repeating one of those flags with the saved value is fine, another value is an error. --steps then counts "
+    "the tokens to train for beyond the checkpoint."
+)
+
+
+def parse_task(text: str) -> str | dict[str, str]:
+    """A ``--task`` value: a task name or ``.jsonl`` path, or ``split=path,...`` for one file per split.
+
+    >>> parse_task("qa")
+    'qa'
+    >>> parse_task("train=a.jsonl,test=b.jsonl")
+    {'train': 'a.jsonl', 'test': 'b.jsonl'}
+    """
+    if "=" not in text:
+        return text
+    pairs = [part.partition("=") for part in text.split(",")]
+    if any(not key or not value for key, _, value in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME, PATH or split=PATH,split=PATH..., got {text!r}")
+    return {key: value for key, _, value in pairs}
+
+
+def parse_reward(text: str) -> str | dict[str, float]:
+    """A ``--reward`` value: a reward name, or ``name=weight,...`` for a weighted sum.
+
+    >>> parse_reward("bleu=1,source-bleu=-0.5")
+    {'bleu': 1.0, 'source-bleu': -0.5}
+    """
+    if "=" not in text:
+        return text
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}"
+            ) from None
+    return weights
+
+
+def _positive_int(text: str) -> int:
+    """An argparse ``type``: a positive int, checked as the Python API checks one."""
+    try:
+        return check_positive_int("value", int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default in ``--help``, except where there is none to show or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (without ``--quick``'s and ``--resume``'s filling-in: see :func:`parse_args`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.train", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_HelpFormatter
+    )
+    _add_task_arguments(parser.add_argument_group("task and env (on --resume: the checkpoint's)"))
+    _add_training_arguments(parser.add_argument_group("training (on --resume: the checkpoint's, but --steps)"))
+    _add_run_arguments(parser.add_argument_group("evaluation, checkpoints and output"))
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace: ``--quick`` fills in what was not given, ``--resume`` the run's settings.
+
+    ``given`` lists the options set on the command line (their ``dest`` names): what a resumed
+    run checks against the checkpoint, and what :func:`resume_command` repeats.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unset = object()  # argparse leaves alone what the namespace already has: what stays unset was not given
+    probe = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.default != argparse.SUPPRESS})
+    args.given = sorted(k for k, v in vars(parser.parse_args(argv, probe)).items() if v is not unset)
+    if args.quick:
+        for key, value in QUICK.items():
+            if key not in args.given:
+                setattr(args, key, value)
+    if args.resume:
+        _take_from_checkpoint(parser, args)
+    return args
+
+
+def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set the settings the ``--resume`` checkpoint determines; exit (status 2) on a given flag that contradicts it."""
+    try:
+        saved = checkpoint_settings(args.resume)
+    except (OSError, CheckpointError) as error:
+        parser.error(f"--resume: {error}")
+    conflicts = [
+        f"--{name.replace('_', '-')} {getattr(args, name)!r} (the checkpoint's: {_shown(saved, name)})"
+        for name in CHECKPOINT_FLAGS
+        if name in args.given and name in saved and not _agrees(name, getattr(args, name), saved)
+    ]
+    if conflicts:
+        parser.error(
+            f"--resume {args.resume} continues the saved run, whose settings these flags contradict: "
+            f"{'; '.join(conflicts)}. Drop them (the run keeps its own), or start a new run without --resume."
+        )
+    for name in CHECKPOINT_FLAGS:
+        setattr(args, name, saved.get(name, getattr(args, name)))
+
+
+def _add_task_arguments(group: Any) -> None:
+    group.add_argument("--env", default="TextGen-v0", help="registered env id")
+    group.add_argument("--task", type=parse_task, help="task name, .jsonl file, or split=file,... (default: the env's)")
+    group.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
+    group.add_argument(
+        "--reward",
+        type=parse_reward,
+        default="bleu",
+        help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
+    )
+    group.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
+    group.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
+    group.add_argument("--prompt-truncation", choices=["error", "left"], help="(default: the env's, error)")
+
+
+def _add_training_arguments(group: Any) -> None:
+    group.add_argument("--algo", choices=sorted(ALGOS), default="grpo", help="the trainer")
+    group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
+    group.add_argument(
+        "--warm-start-tokens",
+        type=int,
+        default=0,
+        help="teacher forcing on this many train-split reference tokens before RL (0: none)",
+    )
+    group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
+    group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--learning-rate", type=float, default=1e-5, help="AdamW learning rate of RL")
+    group.add_argument("--n-epochs", type=int, default=None, help="passes over each rollout (default: the trainer's)")
+    group.add_argument(
+        "--batch-size", type=int, default=None, help="episodes per optimizer step (default: the whole rollout)"
+    )
+    group.add_argument(
+        "--micro-batch-size",
+        type=int,
+        help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
+    )
+    group.add_argument(
+        "--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)"
+    )
+    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of rollouts")
+    group.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=int, default=0, help="seeds training and the sampled evaluations")
+    group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
+    group.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def _add_run_arguments(group: Any) -> None:
+    group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
+    group.add_argument("--eval-split", default="test", help="the split the table is measured on")
+    group.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
+    )
+    group.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="periodic checkpoints to keep")
+    group.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue the run saved at PATH (a checkpoint, interrupted.zip or model.zip) for --steps more tokens",
+    )
+    group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
+
+
+def checkpoint_settings(path: str | Path) -> dict[str, Any]:
+    """The command line's settings that a checkpoint determines, by ``dest`` name (a setting it lacks is absent).
+
+    An env keyword argument the run left to the env is None, as when its flag is not given.
+
+    Raises:
+        FileNotFoundError: No checkpoint at ``path``.
+        CheckpointError: It is not one, or not one that this command line can continue.
+    """
+    state, model = read_settings(path)
+    algo = next((name for name, cls in ALGOS.items() if cls.__name__ == state["class"]), None)
+    if algo is None or not state.get("env_id"):
+        what = f"a saved {state['class']}" if algo is None else "a run on an env object, not a registered env id"
+        raise CheckpointError(f"{path} holds {what}; continue it in Python with its class's load(path, env=...).")
+    config, env_kwargs = state["config"], state.get("env_kwargs", {})
+    history = state.get("supervised_history") or []
+    saved = {
+        "algo": algo,
+        "model": model.get("model") or env_kwargs.get("tokenizer"),
+        "lora": int((model.get("lora") or {}).get("r", 0)),
+        "env": state["env_id"],
+        **{name: env_kwargs.get(name) for name in _ENV_FLAGS},
+        "kl": config.get("beta" if algo == "grpo" else "kl_coef"),
+        "seed": state.get("seed"),
+        "warm_start_tokens": int(history[-1].get("supervised/tokens", 0)) if history else 0,
+    }
+    for name in ("n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "temperature"):
+        if name in config and (name != "group_size" or algo == "grpo"):
+            saved[name] = config[name]
+    return saved
+
+
+def _agrees(name: str, given: Any, saved: dict[str, Any]) -> bool:
+    """Whether a flag given with ``--resume`` says what the checkpoint says."""
+    value = saved[name]
+    if name == "warm_start_tokens":  # the warm start runs to the first batch past the count: compare whether
+        return (given > 0) == (value > 0)
+    if value is None and name in _ENV_FLAGS:  # the run left it to the env: compare with the registered default
+        value = gym.spec(saved["env"]).kwargs.get(name) if saved["env"] in gym.registry else None
+    return given == value
+
+
+def _shown(saved: dict[str, Any], name: str) -> str:
+    if saved[name] is None and name in _ENV_FLAGS:
+        return "the env's default"
+    if name == "warm_start_tokens":
+        return f"a warm start on {saved[name]} tokens" if saved[name] else "no warm start"
+    return repr(saved[name])
+
+
+def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int) -> str:
+    """The shell command that continues this run from ``checkpoint`` for ``steps`` more tokens.
+
+    It repeats every option in ``args.given`` except those the checkpoint determines
+    (:data:`CHECKPOINT_FLAGS`), so the resumed run evaluates, saves and logs as this one did.
+    """
+    actions = {a.dest: a for a in build_parser()._actions}
+    words = ["python", "-m", "agents.train", "--resume", str(checkpoint)]
+    for name in args.given:
+        if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out"):
+            continue
+        action, value = actions[name], getattr(args, name)
+        if action.nargs == 0:  # a switch
+            words += [action.option_strings[0]] if value else []
+        else:
+            text = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+            words += [action.option_strings[0], text]
+    return shlex.join([*words, "--steps", str(steps), "--out", str(args.out)])
