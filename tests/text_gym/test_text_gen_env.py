@@ -121,7 +121,9 @@ def test_info_has_the_same_keys_and_types_on_reset_and_every_step(shaping):
     assert set(first["scores"]) == {"bleu", "chrf", "reward"}  # known before any reply is scored
     assert [info["num_tokens"] for info in infos] == list(range(len(infos)))
     assert [info["index"] for info in infos] == [0] * len(infos) and first["text"] == ""
-    assert infos[-2]["text"] == reference  # the reply before end-of-sequence, decoded
+    assert infos[-1]["text"] == reference  # the scored reply, decoded (end-of-sequence is special)
+    # Mid-reply, text is the scored prefix under delta (decoded, stripped) and empty when nothing was scored.
+    assert all(reference.startswith(info["text"]) if info["scored"] else info["text"] == "" for info in infos[1:-1])
     scored = [bool(info["scored"]) for info in infos]
     assert scored == [False] + [shaping == "delta"] * (len(infos) - 2) + [True]
     if shaping == "sparse":

@@ -11,7 +11,8 @@ key             type                        value
 ``prompt``      ``str``                     the task prompt (not chat-templated)
 ``references``  ``str``                     the references as a JSON list: use
                                             :func:`references_from_info`
-``text``        ``str``                     the reply so far, as ``reply_text()`` decodes it
+``text``        ``str``                     the scored reply (``reply_text()``) when ``scored``,
+                                            else ``""``
 ``num_tokens``  ``np.int64``                the reply length so far (end-of-sequence included)
 ``scores``      ``dict[str, np.float64]``   each reward component and ``"reward"`` (fixed keys)
 ``scored``      ``np.ndarray``, ``()``,     whether ``scores`` holds the current reply's score

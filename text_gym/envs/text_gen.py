@@ -95,7 +95,9 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       chat-templated.
     - ``"references"`` (``str``): the references as a JSON list; decode them with
       :func:`~text_gym.envs.references_from_info`.
-    - ``"text"`` (``str``): the reply so far, as :meth:`reply_text` decodes it (``""`` on reset).
+    - ``"text"`` (``str``): the scored reply, as :meth:`reply_text` decodes it, when ``"scored"``
+      (the last step, or every step under ``"delta"``); ``""`` otherwise. :meth:`reply_text`
+      decodes the reply so far at any time.
     - ``"num_tokens"`` (``np.int64``): the reply length so far, end-of-sequence included.
     - ``"scores"`` (``dict[str, np.float64]``): each reward component and ``"reward"``, their
       weighted sum, always with these keys. They hold the score of the finished reply on the last
@@ -242,8 +244,11 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         terminated = token == self.eos_token_id
         truncated = not terminated and self._num_new >= self.max_new_tokens
         self._done = terminated or truncated
-        text, reward = self.reply_text(), 0.0
+        # The reply is decoded only when it is scored: decoding it on every step would make an
+        # episode cost O(T^2) decoding for a text nobody reads before the end.
+        text, reward = "", 0.0
         if self._done or self.reward_shaping == "delta":
+            text = self.reply_text()
             scores = self._score_reply(text)
             reward = scores[TOTAL_KEY] - self._score if self.reward_shaping == "delta" else scores[TOTAL_KEY]
             self._score, self._scores, self._scored = scores[TOTAL_KEY], scores, True
