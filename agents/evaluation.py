@@ -68,7 +68,8 @@ class Evaluation:
             and ``"bleu"``, ``"chrf"`` and ``"length"`` (reply tokens, end-of-sequence included).
         metrics_std: Standard deviation over seeds of each metric (0 with one seed).
         episodes: Per seed, the episodes in prompt order (``index``, ``prompt``, ``source``,
-            ``text``, ``references``, ``scores``, ``tokens``, ``steps``).
+            ``text``, ``references``, ``scores``, ``tokens``, ``steps``, and ``return``, the sum
+            of the env's rewards).
         seconds: Per seed, the wall time of playing.
     """
 
@@ -184,11 +185,18 @@ def _episode(env: Any, index: int, info: dict[str, Any], terminated: bool, total
 
 
 def run_episodes(
-    env: gym.Env, agent: Agent, n_episodes: int, seed: int | None = None, deterministic: bool = True
+    env: gym.Env,
+    agent: Agent,
+    n_episodes: int,
+    seed: int | None = None,
+    deterministic: bool = True,
+    use_masks: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Play ``n_episodes`` episodes of one env on prompts drawn from its task with ``seed``.
 
     The same loop as :func:`evaluate` (:func:`play`), for a quick look at an agent on any env.
+    ``seed`` draws the prompts and seeds the env's first reset (0 when None). ``use_masks`` is
+    accepted for 0.1 callers and ignored: the agent always gets the env's action masks.
 
     Returns:
         One dict per episode: ``"return"`` (the sum of the env's rewards), ``"length"`` (steps),
@@ -198,6 +206,7 @@ def run_episodes(
         ValueError: ``n_episodes`` is not a positive int.
     """
     check_positive_int("n_episodes", n_episodes)
+    del use_masks  # 0.1's switch; play() always passes the masks, which only restrict to real tokens
     indices = np.random.default_rng(seed).integers(len(env.unwrapped.task), size=n_episodes).tolist()
     episodes, _ = play(agent, [env], indices, 0 if seed is None else seed, deterministic)
     return [{**episode, "length": episode["steps"]} for episode in episodes]

@@ -17,11 +17,29 @@ They emit one token per ``env.step``, so the reward they get is the env's reward
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from agents.baselines.base import Agent, Observation, RandomAgent
-from agents.baselines.lm import BeamSearchLMAgent, GreedyLMAgent, SamplingLMAgent
-from agents.baselines.scripted import CopyPromptAgent, ReferenceAgent, ScriptedAgent
+from agents._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "Agent": "agents.baselines.base",
+    "Observation": "agents.baselines.base",
+    "RandomAgent": "agents.baselines.base",
+    "BeamSearchLMAgent": "agents.baselines.lm",
+    "GreedyLMAgent": "agents.baselines.lm",
+    "SamplingLMAgent": "agents.baselines.lm",
+    "CopyPromptAgent": "agents.baselines.scripted",
+    "ReferenceAgent": "agents.baselines.scripted",
+    "ScriptedAgent": "agents.baselines.scripted",
+}
+
+if TYPE_CHECKING:
+    from agents.baselines.base import Agent, Observation, RandomAgent
+    from agents.baselines.lm import BeamSearchLMAgent, GreedyLMAgent, SamplingLMAgent
+    from agents.baselines.scripted import CopyPromptAgent, ReferenceAgent, ScriptedAgent
+
+# The LM agents import torch and transformers: loaded only when asked for.
+__getattr__ = lazy_exports(__name__, _EXPORTS, moved={"run_episodes": "agents.evaluation"})
 
 __all__ = [
     "Agent",
@@ -34,14 +52,3 @@ __all__ = [
     "SamplingLMAgent",
     "ScriptedAgent",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "run_episodes":  # lived here before 0.2; the one episode loop is in agents.evaluation
-        from agents._moved import warn_moved
-        from agents.evaluation import run_episodes
-
-        warn_moved("agents.baselines.run_episodes", "agents.evaluation.run_episodes")
-        globals()["run_episodes"] = run_episodes  # `from agents.baselines import run_episodes` looks twice
-        return run_episodes
-    raise AttributeError(f"module 'agents.baselines' has no attribute {name!r}")
