@@ -5,7 +5,6 @@ Every agent is one of :mod:`agents.baselines`; see :mod:`benchmarks.leaderboard`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +41,16 @@ def load_policy(model: str, device: str, tokenizer: str) -> Any:
 def checkpoint_tokenizer(path: str) -> str | None:
     """The tokenizer of the envs a trainer's ``.zip`` was trained on (None when it did not say).
 
-    Reads only the archive's ``trainer.json``, not the weights, so every checkpoint can be
-    checked before any agent plays.
+    Reads only the archive's JSON (:func:`~agents.trainers.checkpoint.read_settings`), not the
+    weights, so every checkpoint can be checked before any agent plays.
 
     Raises:
-        ValueError: ``path`` is not a trainer's ``.zip``.
+        ValueError: ``path`` is not a trainer's ``.zip`` (``CheckpointError`` is a ``ValueError``).
+        FileNotFoundError: There is no file at ``path``.
     """
-    import zipfile
+    from agents.trainers.checkpoint import read_settings
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            state = json.loads(archive.read("trainer.json"))
-    except (zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(
-            f"Expected a trainer checkpoint (a .zip with trainer.json, as trainers save) at {path}, "
-            f"got a file that is not one ({error})."
-        ) from error
+    state, _ = read_settings(path)
     trained_on = (state.get("env_kwargs") or {}).get("tokenizer")
     return None if trained_on is None else str(trained_on)
 

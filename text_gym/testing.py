@@ -18,21 +18,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from text_gym.envs.info import UnscoredReplyWarning, references_from_info
+from text_gym.envs.info import INFO_TYPES, UnscoredReplyWarning, references_from_info
 
 __all__ = ["check_text_env"]
-
-# The documented type of each info value (see text_gym.envs.info); "scores" maps names to np.float64
-# and "scored" is a 0-d bool array.
-INFO_TYPES: dict[str, type] = {
-    "index": np.int64,
-    "prompt": str,
-    "references": str,
-    "text": str,
-    "num_tokens": np.int64,
-    "scores": dict,
-    "scored": np.ndarray,
-}
 
 
 def check_text_env(env: gym.Env, *, seed: int = 0, episodes: int = 3, strict_warnings: bool = True) -> None:

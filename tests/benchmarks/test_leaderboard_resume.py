@@ -193,7 +193,7 @@ def test_checkpoint_of_another_tokenizer_is_refused_before_any_agent_plays(
         leaderboard.run_agents(args, log=tmp_path / "runs.jsonl")
     assert played["runs"] == [] and "[evaluate]" not in capsys.readouterr().out
     (tmp_path / "broken.zip").write_text("not a zip")
-    with pytest.raises(ValueError, match="Expected a trainer checkpoint .*broken.zip"):
+    with pytest.raises(ValueError, match="broken.zip is not a trainer checkpoint: expected a zip archive"):
         leaderboard.run_agents(Args(agents=["ckpt:" + str(tmp_path / "broken.zip")], tasks=["copy"], model="tiny"))
 
 

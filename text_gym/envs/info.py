@@ -33,8 +33,21 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-INFO_KEYS: tuple[str, ...] = ("index", "prompt", "references", "text", "num_tokens", "scores", "scored")
-"""The keys of every ``info`` that :class:`~text_gym.envs.TextGenEnv` returns."""
+import numpy as np
+
+INFO_TYPES: dict[str, type] = {
+    "index": np.int64,
+    "prompt": str,
+    "references": str,
+    "text": str,
+    "num_tokens": np.int64,
+    "scores": dict,  # of np.float64, with fixed keys
+    "scored": np.ndarray,  # 0-d, bool
+}
+"""The type of each value of every ``info`` that :class:`~text_gym.envs.TextGenEnv` returns (the table above)."""
+
+INFO_KEYS: tuple[str, ...] = tuple(INFO_TYPES)
+"""The keys of every ``info``, in order."""
 
 
 class UnscoredReplyWarning(UserWarning):
