@@ -34,7 +34,13 @@ from gymnasium.vector import VectorEnv
 
 from agents.modeling.tokens import first_real_column, positions_from_mask, sample_tokens
 from agents.trainers.envs import EnvLayout, env_info_row
-from agents.trainers.scoring import ActorCritic, critic_values, repeat_cache, shared_prompt_groups
+from agents.trainers.scoring import (
+    ActorCritic,
+    critic_values,
+    masked_log_softmax_gather,
+    repeat_cache,
+    shared_prompt_groups,
+)
 from text_gym.envs import UnscoredReplyWarning
 
 __all__ = ["ActorCritic", "RolloutBatch", "collect_rollout"]
@@ -297,7 +303,10 @@ class _Episodes:
         alive = torch.as_tensor(self.alive, device=logits.device)
         action = torch.where(alive, action, torch.full_like(action, self.spec.filler_token_id))
         self.tokens[:, t] = torch.where(alive, action, torch.full_like(action, self.spec.pad_token_id))
-        self.logprobs[:, t] = torch.where(alive, logits.log_softmax(-1).gather(-1, action[:, None]).squeeze(-1), 0.0)
+        # The same formula as the update's (scoring.masked_log_softmax_gather), so the first
+        # epoch's ratios are exactly 1 when the forwards agree; logits are already tempered and cut.
+        chosen = masked_log_softmax_gather(logits, action, 1.0, logits.shape[-1])  # (B,)
+        self.logprobs[:, t] = torch.where(alive, chosen, 0.0)
         if values is not None:
             self.has_values = True
             self.values[:, t] = torch.where(alive, values.float(), 0.0)

@@ -93,9 +93,17 @@ def masked_log_softmax_gather(
     Returns:
         ``(...)`` float32 log-probs.
     """
-    logits = logits[..., :vocab_limit].float() / temperature
+    return _logprobs(logits, tokens, temperature, vocab_limit)[0]
+
+
+def _logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float, vocab_limit: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log-probs of tokens, tempered logits, their logsumexp)``, so callers can reuse the last two."""
+    tempered = logits[..., :vocab_limit].float() / temperature
+    lse = torch.logsumexp(tempered, dim=-1)
     # logsumexp + gather instead of log_softmax: one fewer (..., V) tensor kept for backward.
-    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return tempered.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse, tempered, lse
 
 
 def score_tokens(
@@ -135,10 +143,10 @@ def score_tokens(
         )
         logits, values = out.logits[:, :-1], critic_values(out)  # (B, T, V): column t predicts reply token t
         values = values[:, :-1] if values is not None else None
-    logprobs = masked_log_softmax_gather(logits, batch.response_ids, temperature, vocab_limit)  # (B, T)
+    logprobs, tempered, lse = _logprobs(logits, batch.response_ids, temperature, vocab_limit)  # (B, T)
     with torch.no_grad():
-        tempered = logits[..., :vocab_limit].float() / temperature
-        entropy = torch.logsumexp(tempered, -1) - (torch.softmax(tempered, -1) * tempered).sum(-1)  # (B, T)
+        tempered, lse = tempered.detach(), lse.detach()
+        entropy = lse - (torch.exp(tempered - lse.unsqueeze(-1)) * tempered).sum(-1)  # (B, T), for logging
     values = values.float() if with_values and values is not None else None
     return logprobs, values, entropy
 
