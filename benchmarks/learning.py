@@ -131,7 +131,7 @@ class CPUBudget(BaseCallback):
 
 def env_kwargs_of(args: Args) -> dict[str, Any]:
     """The env keyword arguments of every evaluation and trainer; unset ones keep the env's defaults."""
-    from agents.train import parse_reward
+    from agents.train_args import parse_reward
 
     kwargs: dict[str, Any] = {"tokenizer": args.model, "reward": parse_reward(args.reward)}
     if args.task:

@@ -16,7 +16,7 @@ from agents.baselines.base import Agent, Observation
 from agents.modeling.kv_cache import RolloutKVCache
 from agents.modeling.lm import LMActorCritic
 from agents.modeling.prefix import left_align
-from agents.modeling.tokens import sample_tokens, top_k_top_p
+from agents.modeling.tokens import last_real_index, sample_tokens, top_k_top_p
 from text_gym.errors import check_positive_int
 
 
@@ -147,8 +147,8 @@ class BeamSearchLMAgent(Agent):
         lm = self.actor_critic.lm
         device = self.actor_critic.device
         # Free slots after the last real token: the env's remaining budget in the TextGen layout.
-        last = (mask * np.arange(1, mask.shape[1] + 1)).max(1)
-        budget = int(max(1, (mask.shape[1] - last).min()))
+        last = last_real_index(torch.as_tensor(mask)).numpy()  # (B,)
+        budget = int(max(1, (mask.shape[1] - 1 - last).min()))
         input_ids, attention_mask = left_align(
             torch.as_tensor(ids, device=device), torch.as_tensor(mask, device=device)
         )

@@ -274,10 +274,13 @@ class LMActorCritic(nn.Module):
         """Return a frozen copy of the LM (eval mode, no gradients), or ``None`` with LoRA.
 
         With LoRA the reference is the base model, reached for free through :meth:`reference`.
-        Either way, pass the result to :meth:`reference_logits`, so trainers need no branch::
+        :meth:`reference_logits` scores with either, for callers that want whole-sequence logits::
 
             reference = actor_critic.make_reference()
             ref_logits = actor_critic.reference_logits(input_ids, attention_mask, reference)
+
+        The trainers score only the reply positions, so they branch on ``lora_config`` themselves
+        (``agents.trainers.update``).
         """
         if self.lora_config is not None:
             return None

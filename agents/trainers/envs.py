@@ -67,7 +67,8 @@ def make_trainer_envs(
             from its spec when it came from ``gym.make``, else deep-copied), a zero-argument factory,
             or a ``gymnasium.vector.VectorEnv`` (used as is; ``n_envs`` is then ignored).
         n_envs: How many sub-envs, i.e. how many episodes one rollout plays.
-        seed: Unused here (rollouts reset with their own seeds); kept for SB3's signature.
+        seed: Unused (rollouts reset with their own seeds); kept so that 0.1 calls of
+            ``make_vec_env(env, n_envs, seed, ...)`` keep working.
         env_kwargs: Keyword arguments for ``gym.make`` when ``env`` is an id.
         vectorization_mode: ``"sync"`` (default: the LM dominates the cost) or ``"async"``.
     """
