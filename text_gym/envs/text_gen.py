@@ -199,7 +199,6 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._index: int | None = None
         self._references = "[]"  # the sample's references, JSON-encoded once per episode
         self._num_new = 0
-        self._score = 0.0  # the total score of the reply so far, which delta rewards difference
         self._scores = dict.fromkeys(self._score_keys, 0.0)
         self._scored = False  # whether self._scores holds the score of the current reply
         self._done = False
@@ -222,7 +221,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._attention_mask.fill(0)
         self._input_ids[p - len(prompt_ids) : p] = prompt_ids
         self._attention_mask[p - len(prompt_ids) : p] = 1
-        self._index, self._num_new, self._score, self._done = index, 0, 0.0, False
+        self._index, self._num_new, self._done = index, 0, False
         self._references = encode_references(sample.references)
         self._scores, self._scored = dict.fromkeys(self._score_keys, 0.0), False
         if self.render_mode == "human":
@@ -250,8 +249,10 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if self._done or self.reward_shaping == "delta":
             text = self.reply_text()
             scores = self._score_reply(text)
-            reward = scores[TOTAL_KEY] - self._score if self.reward_shaping == "delta" else scores[TOTAL_KEY]
-            self._score, self._scores, self._scored = scores[TOTAL_KEY], scores, True
+            # Delta pays the change since the last scored reply (0 for the empty reply at reset).
+            previous = self._scores[TOTAL_KEY] if self.reward_shaping == "delta" else 0.0
+            reward = scores[TOTAL_KEY] - previous
+            self._scores, self._scored = scores, True
         if self.render_mode == "human":
             self.render()
         return self._observation(), float(reward), terminated, truncated, self._info(text)
