@@ -198,7 +198,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     For writers that pick the format from the file name (matplotlib's ``savefig``)::
 
         with atomic_output(out / "bar_bleu.png") as tmp:
-            plots.bar_chart(rows, "bleu", tmp)
+            fig.savefig(tmp)  # as plots.save_figure does
     """
     with atomic_path(path) as tmp:
         named = tmp.with_name(tmp.name + Path(path).suffix)

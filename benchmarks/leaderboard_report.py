@@ -11,7 +11,6 @@ from typing import Any
 
 from agents.atomic import atomic_write_text
 from benchmarks.common import (
-    atomic_output,
     check_section,
     machine_text,
     markdown_table,
@@ -79,19 +78,17 @@ def render(args: Args, report: dict[str, Any]) -> None:
     atomic_write_text(out / "leaderboard.md", md)
     for key, (title, _) in METRICS.items():
         if key != "coherence" or args.coherence:
-            with atomic_output(out / f"bar_{key}.png") as tmp:
-                plots.bar_chart(
-                    rows,
-                    key,
-                    tmp,
-                    label=title,
-                    log=key in ("episodes_per_s", "tokens_per_s"),
-                    title=f"{title} ({args.model}, {args.split} split)",
-                )
+            plots.bar_chart(  # written atomically by plots.save_figure
+                rows,
+                key,
+                out / f"bar_{key}.png",
+                label=title,
+                log=key in ("episodes_per_s", "tokens_per_s"),
+                title=f"{title} ({args.model}, {args.split} split)",
+            )
     curves = learning_curve_logs(args)
     if curves:
-        with atomic_output(out / "learning_curves.png") as tmp:
-            plots.learning_curves(curves, tmp)
+        plots.learning_curves(curves, out / "learning_curves.png")
 
 
 def learning_curve_logs(args: Args) -> dict[str, str]:
