@@ -18,6 +18,7 @@ trainers their ``warm_start`` method.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -84,7 +85,7 @@ def teacher_forcing(
     temperature: float = 1.0,
     seed: int | None = None,
     device: torch.device | str = "cpu",
-    autocast: Callable[[], Any] | None = None,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
     on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Fit ``model`` to the references of ``env``'s task by teacher forcing; return one row per step.
@@ -104,7 +105,7 @@ def teacher_forcing(
         temperature: The policy's sampling temperature, so the fitted distribution is the one RL samples.
         seed: Seeds the sample order and reference choice.
         device: Where the model lives.
-        autocast: A zero-argument context factory (bf16 on CUDA), or None.
+        autocast: A zero-argument context factory (bf16 autocast on CUDA; none by default).
         on_step: Called with each step's row (``supervised/loss``, ``supervised/tokens``...).
 
     Raises:
@@ -153,10 +154,10 @@ def _fit_step(
     temperature: float,
     vocab_limit: int,
     max_grad_norm: float,
-    autocast: Callable[[], Any] | None,
+    autocast: Callable[[], Any],
 ) -> tuple[float, float]:
     """One optimizer step on the mean NLL of ``batch``'s reply tokens; return the loss and the gradient norm."""
-    with autocast() if autocast is not None else torch.enable_grad():
+    with torch.enable_grad(), autocast():
         logprobs, _, _ = score_tokens(model, batch, temperature=temperature, vocab_limit=vocab_limit)  # (B, T)
     mask = batch.response_mask.float()
     loss = -(logprobs * mask).sum() / mask.sum()
@@ -233,7 +234,7 @@ class WarmStartMixin:
             temperature=self.config.temperature,
             seed=int(self._np_random.integers(2**31)),
             device=self.device,
-            autocast=self._autocast if self.autocast_dtype is not None else None,
+            autocast=self._autocast,
             on_step=self._log_supervised_step,
         )
         self._weights_changed()
