@@ -19,19 +19,14 @@ Where things live (each folder has one job):
 - :mod:`agents.evaluation`: the one evaluator (and episode loop) behind every report.
 - :mod:`agents.train`: the command line, ``python -m agents.train``; :mod:`agents.demo`.
 
-Names are imported lazily, so ``import agents`` stays cheap. The flat module paths of 0.1
-(``agents.grpo``, ``agents.policy``...) still import, with a ``DeprecationWarning``
-(see :mod:`agents._moved`).
+Names are imported lazily, so ``import agents`` stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents import _moved
 from agents._lazy import lazy_exports
-
-_moved.install()
 
 _EXPORTS: dict[str, str] = {
     "LMActorCritic": "agents.modeling.lm",
@@ -75,23 +70,4 @@ if TYPE_CHECKING:
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "Agent",
-    "BeamSearchLMAgent",
-    "CopyPromptAgent",
-    "GRPO",
-    "GRPOConfig",
-    "GreedyLMAgent",
-    "LMActorCritic",
-    "LMOutput",
-    "LMPolicy",
-    "MaskableLMPolicy",
-    "RandomAgent",
-    "ReferenceAgent",
-    "RolloutKVCache",
-    "SamplingLMAgent",
-    "SequencePPO",
-    "SequencePPOConfig",
-    "evaluate",
-    "run_episodes",
-]
+__all__ = list(_EXPORTS)

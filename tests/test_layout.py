@@ -1,4 +1,4 @@
-"""The architecture holds: dependency direction, no import cycles, small files and functions, the README's map.
+"""The architecture holds: dependency direction, no import cycles, small files and functions, the README's map, the exports.
 
 These read the source (``ast``), so they see imports inside functions too.
 """
@@ -10,7 +10,6 @@ import importlib
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("text_gym", "agents", "benchmarks")
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60  # code lines: the docstring is not counted
-# Deprecated 0.1 path (removed in 0.3): it forwards to agents.modeling.loading, and nothing in text_gym imports it.
-ALLOWED_UPWARD = {"text_gym.models"}
 
 
 def source_files() -> list[Path]:
@@ -65,7 +62,7 @@ def test_dependency_direction_text_gym_then_agents_then_benchmarks():
         f"{module} imports {target}"
         for module, targets in GRAPH.items()
         for target in targets
-        if rank[target.split(".")[0]] > rank[module.split(".")[0]] and module not in ALLOWED_UPWARD
+        if rank[target.split(".")[0]] > rank[module.split(".")[0]]
     ]
     assert upward == []
 
@@ -149,29 +146,23 @@ def test_readme_layout_matches_the_tree():
     assert sorted(p for p in listed if not (ROOT / p).exists()) == [], "README lists files that do not exist"
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("agents.grpo.GRPO", "agents.trainers.grpo.GRPO"),
-        ("agents.policy.LMPolicy", "agents.sb3.policy.LMPolicy"),
-        ("agents.lm.LMActorCritic", "agents.modeling.lm.LMActorCritic"),
-        ("agents.rollout.EnvSpec", "agents.trainers.envs.EnvLayout"),
-        ("agents.rollout.score_tokens", "agents.trainers.scoring.score_tokens"),
-        ("agents.trainer_utils.resolve_device", "agents.modeling.loading.resolve_device"),
-        ("agents.baselines.run_episodes", "agents.evaluation.run_episodes"),
-        ("text_gym.models.load_model", "agents.modeling.loading.load_model"),
-    ],
-)
-def test_old_import_paths_still_work_with_a_deprecation_warning(old, new):
-    """The old path gives the same object, and warns at the importing line (so default filters show it)."""
-    module, _, attr = old.rpartition(".")
-    sys.modules.pop(module, None)  # so the import warns again
-    namespace: dict = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        exec(compile(f"from {module} import {attr} as value", __file__, "exec"), namespace)
-    new_module, _, new_attr = new.rpartition(".")
-    assert namespace["value"] is getattr(importlib.import_module(new_module), new_attr)
-    moved = [w for w in caught if issubclass(w.category, DeprecationWarning) and "moved to" in str(w.message)]
-    assert moved and all(w.filename == __file__ for w in moved), [(w.filename, str(w.message)) for w in caught]
-    assert all("removed in 0.3" in str(w.message) for w in moved)
+@pytest.mark.parametrize("package", ["agents", "agents.baselines", "agents.modeling", "agents.sb3", "agents.trainers"])
+def test_package_exports_resolve_to_their_modules(package):
+    """``__all__`` is the exports table, and each name is the object its module defines (no second list to drift)."""
+    module = importlib.import_module(package)
+    assert module.__all__ == list(module._EXPORTS)
+    for name, home in module._EXPORTS.items():
+        assert getattr(module, name) is getattr(importlib.import_module(home), name), name
+
+
+def test_no_import_hook_and_no_unreleased_paths():
+    """The flat paths of an unreleased layout (``agents.grpo``...) are gone, not forwarded (``text_gym.models`` too: see the map)."""
+    code = (
+        "import sys, importlib.util, agents, agents.baselines; "
+        "print([type(f).__module__ for f in sys.meta_path if type(f).__module__.startswith(('agents', 'text_gym'))], "
+        "[m for m in ('agents.grpo', 'agents.policy', 'agents.rollout') "
+        "if importlib.util.find_spec(m) is not None], hasattr(agents.baselines, 'run_episodes'))"
+    )
+    # -S: no site-packages, so an editable install of another checkout cannot answer for this one.
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[] [] False"

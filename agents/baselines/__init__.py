@@ -39,16 +39,6 @@ if TYPE_CHECKING:
     from agents.baselines.scripted import CopyPromptAgent, ReferenceAgent, ScriptedAgent
 
 # The LM agents import torch and transformers: loaded only when asked for.
-__getattr__ = lazy_exports(__name__, _EXPORTS, moved={"run_episodes": "agents.evaluation"})
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "Agent",
-    "BeamSearchLMAgent",
-    "CopyPromptAgent",
-    "GreedyLMAgent",
-    "Observation",
-    "RandomAgent",
-    "ReferenceAgent",
-    "SamplingLMAgent",
-    "ScriptedAgent",
-]
+__all__ = list(_EXPORTS)

@@ -31,11 +31,4 @@ if TYPE_CHECKING:
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "LMActorCritic",
-    "LMOutput",
-    "RolloutKVCache",
-    "load_model",
-    "load_model_and_tokenizer",
-    "resolve_device",
-]
+__all__ = list(_EXPORTS)

@@ -23,7 +23,4 @@ if TYPE_CHECKING:
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "LMPolicy",
-    "MaskableLMPolicy",
-]
+__all__ = list(_EXPORTS)

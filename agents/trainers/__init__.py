@@ -46,13 +46,4 @@ if TYPE_CHECKING:
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "GRPO",
-    "GRPOConfig",
-    "PeriodicCheckpoints",
-    "SequencePPO",
-    "SequencePPOConfig",
-    "TrainerBase",
-    "TrainerConfig",
-    "TrainingInterrupted",
-]
+__all__ = list(_EXPORTS)
