@@ -49,7 +49,7 @@ _EXPORTS: dict[str, str] = {
     "SequencePPOConfig": "agents.trainers.sequence_ppo",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.baselines import (
         Agent,
         BeamSearchLMAgent,

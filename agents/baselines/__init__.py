@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "ScriptedAgent": "agents.baselines.scripted",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.baselines.base import Agent, Observation, RandomAgent
     from agents.baselines.lm import BeamSearchLMAgent, GreedyLMAgent, SamplingLMAgent
     from agents.baselines.scripted import CopyPromptAgent, ReferenceAgent, ScriptedAgent

@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "resolve_device": "agents.modeling.loading",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.modeling.kv_cache import RolloutKVCache
     from agents.modeling.lm import LMActorCritic, LMOutput
     from agents.modeling.loading import load_model, load_model_and_tokenizer, resolve_device

@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "MaskableLMPolicy": "agents.sb3.maskable",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.sb3.maskable import MaskableLMPolicy
     from agents.sb3.policy import LMPolicy
 

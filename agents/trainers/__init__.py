@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "PeriodicCheckpoints": "agents.trainers.checkpoint",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.trainers.base import TrainerBase
     from agents.trainers.checkpoint import PeriodicCheckpoints
     from agents.trainers.config import TrainerConfig
