@@ -25,6 +25,7 @@ import gymnasium as gym
 import torch
 
 from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.losses import clipped_surrogate, masked_mean
 from agents.trainers.rollout import RolloutBatch
 from text_gym.errors import check_choice
 
@@ -128,10 +129,9 @@ class GRPO(TrainerBase):
         cfg, mask = self.config, batch.response_mask.float()
         logprobs, _, entropy = self._score(batch)  # (B, T)
         advantages = batch.extra["advantages"][:, None]  # (B, 1): every token shares its reply's
-        log_ratio = (logprobs - batch.logprobs) * mask
-        ratio = log_ratio.exp()
-        high = cfg.clip_range_high if cfg.clip_range_high is not None else cfg.clip_range
-        per_token = -torch.min(ratio * advantages, ratio.clamp(1 - cfg.clip_range, 1 + high) * advantages)  # (B, T)
+        per_token, info = clipped_surrogate(
+            logprobs, batch.logprobs, advantages, mask, cfg.clip_range, cfg.clip_range_high
+        )
         kl = torch.zeros_like(per_token)
         if cfg.beta > 0:
             delta = batch.extra["ref_logprobs"] - logprobs
@@ -142,12 +142,9 @@ class GRPO(TrainerBase):
         else:
             loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / norm["episodes"]
         with torch.no_grad():
-            n = mask.sum().clamp(min=1).item()
-            info = {
-                "policy_gradient_loss": (per_token * mask).sum().item() / n,
-                "approx_kl": (((ratio - 1) - log_ratio) * mask).sum().item() / n,
-                "clip_fraction": ((((ratio - 1).abs() > cfg.clip_range).float()) * mask).sum().item() / n,
-                "kl_ref": (kl * mask).sum().item() / n,
-                "entropy": (entropy * mask).sum().item() / n,
-            }
+            info.update(
+                policy_gradient_loss=masked_mean(per_token, mask),
+                kl_ref=masked_mean(kl, mask),
+                entropy=masked_mean(entropy, mask),
+            )
         return loss, info

@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 
 from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.losses import clipped_surrogate, masked_mean
 from agents.trainers.rollout import RolloutBatch
 
 __all__ = ["AdaptiveKLController", "SequencePPO", "SequencePPOConfig", "gae"]
@@ -180,9 +181,7 @@ class SequencePPO(TrainerBase):
         cfg, mask = self.config, batch.response_mask.float()
         logprobs, values, entropy = self._score(batch, with_values=True)  # (B, T) each
         advantages, returns = batch.extra["advantages"], batch.extra["returns"]
-        log_ratio = (logprobs - batch.logprobs) * mask
-        ratio = log_ratio.exp()
-        pg = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
+        pg, info = clipped_surrogate(logprobs, batch.logprobs, advantages, mask, cfg.clip_range)  # (B, T)
         policy_loss = (pg * mask).sum() / norm["tokens"]
         if cfg.clip_range_vf is not None:
             clipped = batch.values + (values - batch.values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
@@ -192,14 +191,11 @@ class SequencePPO(TrainerBase):
         value_loss = 0.5 * (value_error * mask).sum() / norm["tokens"]
         loss = policy_loss + cfg.vf_coef * value_loss
         with torch.no_grad():
-            n = mask.sum().clamp(min=1)
-            info = {
-                "policy_gradient_loss": policy_loss.item() * norm["tokens"] / n.item(),
-                "value_loss": value_loss.item() * norm["tokens"] / n.item(),
-                "approx_kl": (((ratio - 1) - log_ratio) * mask).sum().item() / n.item(),
-                "clip_fraction": (((ratio - 1).abs() > cfg.clip_range).float() * mask).sum().item() / n.item(),
-                "entropy": (entropy * mask).sum().item() / n.item(),
-            }
+            info.update(
+                policy_gradient_loss=masked_mean(pg, mask),
+                value_loss=masked_mean(0.5 * value_error, mask),
+                entropy=masked_mean(entropy, mask),
+            )
         return loss, info
 
     def _early_stop(self, stats: dict[str, list[float]]) -> bool:

@@ -1,0 +1,148 @@
+"""GRPO's and SequencePPO's losses through the trainers, against numbers worked out by hand.
+
+Each test builds a small rollout whose old log-probs sit a chosen log-ratio below what the tiny
+model scores now, so every ratio ``pi / pi_old`` is a round number; the expected losses and
+statistics below are then plain arithmetic on those ratios, the rewards and the rollout values.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+import torch
+
+import text_gym  # noqa: F401  (registers the environments)
+from agents.trainers.grpo import GRPO
+from agents.trainers.losses import clipped_surrogate
+from agents.trainers.rollout import RolloutBatch
+from agents.trainers.sequence_ppo import SequencePPO
+from text_gym.envs.text_gen import TextGenEnv
+
+# Ratios pi / pi_old per reply token; None is padding. Two GRPO groups of two replies each.
+GRPO_RATIOS = [[1.5, 0.5, 1.25], [1.1, 0.7, None], [0.9, 1.3, 1.0], [2.0, None, None]]
+GRPO_RETURNS = [1.0, 0.0, 0.5, 2.5]  # paid on each reply's last token
+REF_LOG_RATIOS = [0.1, -0.2, 0.3]  # log pi_ref - log pi, per column, for the KL penalty
+
+
+def make_batch(ratios, rewards, trainer, values=None) -> RolloutBatch:
+    """Replies of known length whose rollout log-probs give ``ratios`` under ``trainer``'s model now."""
+    mask = torch.tensor([[r is not None for r in row] for row in ratios], dtype=torch.long)
+    b, t = mask.shape
+    prompts = torch.tensor([[5, 6], [5, 6], [7, 8], [7, 8]][:b])  # GRPO's groups share a prompt
+    batch = RolloutBatch(
+        prompt_ids=prompts,
+        prompt_mask=torch.ones_like(prompts),
+        response_ids=(torch.arange(b * t).view(b, t) % 20 + 10) * mask,
+        response_mask=mask,
+        logprobs=torch.zeros(b, t),
+        rewards=torch.tensor(rewards, dtype=torch.float32),
+        values=None if values is None else torch.tensor(values),
+    )
+    with torch.no_grad():
+        now, _, _ = trainer._score(batch)  # (B, T)
+    log_ratio = torch.tensor([[math.log(r) if r else 0.0 for r in row] for row in ratios])
+    batch.logprobs = (now - log_ratio) * mask
+    return batch
+
+
+def surrogate(ratio: float, advantage: float, low: float, high: float) -> float:
+    return -min(ratio * advantage, min(max(ratio, 1 - low), 1 + high) * advantage)
+
+
+def env() -> TextGenEnv:
+    return TextGenEnv(task="copy", tokenizer="tiny", max_new_tokens=4)
+
+
+@pytest.mark.parametrize("loss_type", ["token", "sequence"])
+@pytest.mark.parametrize("scale_rewards", [True, False])
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_grpo_loss_matches_a_hand_computation(loss_type, scale_rewards, beta):
+    low, high = 0.2, 0.28
+    model = GRPO(
+        "tiny", env(), n_envs=4, group_size=2, clip_range=low, clip_range_high=high, beta=beta,
+        scale_rewards=scale_rewards, loss_type=loss_type, seed=0, verbose=0,
+    )  # fmt: skip
+    rewards = [[0.0] * 3 for _ in GRPO_RATIOS]
+    for row, ratios, ret in zip(rewards, GRPO_RATIOS, GRPO_RETURNS, strict=True):
+        row[sum(r is not None for r in ratios) - 1] = ret
+    batch = make_batch(GRPO_RATIOS, rewards, model)
+    with torch.no_grad():
+        model._prepare(batch)
+    if beta:  # the reference scored what the policy scores now; move it by known amounts
+        with torch.no_grad():
+            now, _, _ = model._score(batch)
+        batch.extra["ref_logprobs"] = now + torch.tensor(REF_LOG_RATIOS)
+
+    advantages = []
+    for group in (GRPO_RETURNS[:2], GRPO_RETURNS[2:]):
+        spread = statistics.stdev(group) + 1e-4 if scale_rewards else 1.0
+        advantages += [(r - statistics.mean(group)) / spread for r in group]
+    kl = [math.exp(d) - d - 1 for d in REF_LOG_RATIOS]
+    per_reply = [
+        [surrogate(r, a, low, high) + beta * kl[t] for t, r in enumerate(row) if r is not None]
+        for row, a in zip(GRPO_RATIOS, advantages, strict=True)
+    ]
+    tokens = [x for row in per_reply for x in row]
+    if loss_type == "token":
+        expected = sum(tokens) / len(tokens)
+    else:
+        expected = sum(sum(row) / len(row) for row in per_reply) / len(per_reply)
+    ratios = [r for row in GRPO_RATIOS for r in row if r is not None]
+
+    loss, info = model._loss(batch, {"tokens": float(len(tokens)), "episodes": float(len(per_reply))})
+    assert loss.requires_grad
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert info["policy_gradient_loss"] == pytest.approx(sum(tokens) / len(tokens), rel=1e-5)
+    # Five of nine ratios are outside [0.8, 1.28]; 1.25 is inside (clip_range_high) though |1.25 - 1| > 0.2.
+    assert info["clip_fraction"] == pytest.approx(5 / 9)
+    assert info["approx_kl"] == pytest.approx(sum(r - 1 - math.log(r) for r in ratios) / 9, rel=1e-4)
+    expected_kl = sum(kl[t] for row in GRPO_RATIOS for t, r in enumerate(row) if r is not None) / 9
+    assert info["kl_ref"] == pytest.approx(expected_kl if beta else 0.0, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("clip_range_vf", [0.2, None])
+def test_sequence_ppo_loss_matches_a_hand_computation(clip_range_vf):
+    clip, vf_coef = 0.2, 0.1
+    model = SequencePPO(
+        "tiny", env(), n_envs=2, clip_range=clip, clip_range_vf=clip_range_vf, vf_coef=vf_coef,
+        normalize_advantage=False, kl_coef=0.0, gamma=1.0, gae_lambda=1.0, seed=0, verbose=0,
+    )  # fmt: skip
+    ratios = [[1.5, 0.7, 1.1], [0.85, 1.3, None]]
+    rewards = [[0.0, 0.0, 1.0], [0.0, 0.5, 0.0]]
+    old_values = [[0.5, -0.3, 0.1], [0.2, 0.4, 0.0]]
+    batch = make_batch(ratios, rewards, model, values=old_values)
+    with torch.no_grad():
+        model._prepare(batch)
+
+    # gamma = lambda = 1: the return is the reward still to come, the advantage that minus V(s_t).
+    policy, value = [], []
+    for row, rew, old in zip(ratios, rewards, old_values, strict=True):
+        for t, r in enumerate(row):
+            if r is None:
+                continue
+            ret = sum(rew[t:])
+            policy.append(surrogate(r, ret - old[t], clip, clip))
+            # The value head starts at zero, so the new value is 0 and its change from old is -old.
+            error = (0.0 - ret) ** 2
+            if clip_range_vf is not None:
+                clipped = old[t] + min(max(-old[t], -clip_range_vf), clip_range_vf)
+                error = max(error, (clipped - ret) ** 2)
+            value.append(0.5 * error)
+    n = len(policy)
+
+    loss, info = model._loss(batch, {"tokens": float(n), "episodes": 2.0})
+    assert loss.item() == pytest.approx(sum(policy) / n + vf_coef * sum(value) / n, rel=1e-5)
+    assert info["policy_gradient_loss"] == pytest.approx(sum(policy) / n, rel=1e-5)
+    assert info["value_loss"] == pytest.approx(sum(value) / n, rel=1e-5)
+    assert info["clip_fraction"] == pytest.approx(3 / 5)  # 1.5, 0.7 and 1.3 are outside [0.8, 1.2]
+
+
+def test_clip_fraction_counts_both_bounds():
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[0.7, 0.85, 1.25, 1.35]]))
+    _, symmetric = clipped_surrogate(new, old, torch.ones(1, 1), torch.ones(1, 4), 0.2)
+    _, asymmetric = clipped_surrogate(new, old, torch.ones(1, 1), torch.ones(1, 4), 0.2, 0.3)
+    assert symmetric["clip_fraction"] == 0.75  # 0.7, 1.25, 1.35 are outside [0.8, 1.2]
+    assert asymmetric["clip_fraction"] == 0.5  # 0.7 and 1.35 are outside [0.8, 1.3]
