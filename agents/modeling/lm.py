@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -225,7 +226,8 @@ class LMActorCritic(nn.Module):
     def heads(self, actor_hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map hidden states ``(..., H)`` to float32 ``logits (..., V)`` and ``values (...)``."""
         logits = self.lm.get_output_embeddings()(actor_hidden).float()
-        values = self.value_head(critic_hidden.float()).squeeze(-1)
+        with torch.autocast(critic_hidden.device.type, enabled=False):  # the float32 head stays float32 under autocast
+            values = self.value_head(critic_hidden.float()).squeeze(-1)
         return logits, values
 
     def forward(
@@ -382,3 +384,12 @@ class LMActorCritic(nn.Module):
                 f"{directory / _HEADS_FILE} does not match this critic: missing {missing}, unexpected {unexpected}."
             )
         return actor_critic
+
+
+ACTOR_CRITIC_OPTIONS: tuple[str, ...] = tuple(
+    name
+    for name, parameter in inspect.signature(LMActorCritic).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+)
+"""``LMActorCritic``'s keyword options (``tokenizer``, ``lora``, ``critic``...), read from its signature: ``LMPolicy`` and
+the trainers take them from ``policy_kwargs`` without a list of their own."""

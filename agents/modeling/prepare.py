@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
@@ -12,7 +13,16 @@ from torch import nn
 
 from agents.modeling.loading import load_model, resolve_device
 
-__all__ = ["add_lora", "copy_trunk", "disable_dropout", "enable_checkpointing", "load_lm", "to_dtype"]
+__all__ = [
+    "add_lora",
+    "autocast",
+    "autocast_dtype",
+    "copy_trunk",
+    "disable_dropout",
+    "enable_checkpointing",
+    "load_lm",
+    "to_dtype",
+]
 
 
 def load_lm(model: str | os.PathLike[str] | nn.Module, device: Any, dtype: Any) -> nn.Module:
@@ -28,6 +38,23 @@ def load_lm(model: str | os.PathLike[str] | nn.Module, device: Any, dtype: Any) 
     device = torch.device(resolve_device("auto" if device is None else device))
     dtype = to_dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     return load_model(model, device=device, dtype=dtype)
+
+
+def autocast_dtype(device: torch.device, bf16: bool | None = None) -> torch.dtype | None:
+    """The precision policy of every trainer and of ``LMPolicy``: the dtype forwards autocast to.
+
+    Weights stay float32 (the optimizer's master copy, which Adam's small updates need); on CUDA
+    the forwards run in bf16 under autocast. ``bf16=None``: on CUDA when the GPU supports it, never
+    on CPU. Returns ``torch.bfloat16``, or None for plain float32.
+    """
+    if bf16 is None:
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16 else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` on ``device`` to ``dtype`` (from :func:`autocast_dtype`), or a null context for None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def to_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

@@ -24,8 +24,10 @@ What makes it fast:
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -37,10 +39,23 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from agents.modeling.kv_cache import RolloutKVCache
-from agents.modeling.lm import LMActorCritic
+from agents.modeling.lm import ACTOR_CRITIC_OPTIONS, LMActorCritic
 from agents.modeling.prefix import grouped_last_token_outputs, last_token_outputs, left_align
+from agents.modeling.prepare import autocast, autocast_dtype
 
 OBS_KEYS: tuple[str, str] = ("input_ids", "attention_mask")
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _autocast(method: _Method) -> _Method:
+    """Run a policy method's forwards in bf16 under autocast when the policy's ``bf16`` says so (float32 weights)."""
+
+    @functools.wraps(method)
+    def run(self: LMPolicy, *args: Any, **kwargs: Any) -> Any:
+        with autocast(self.device, autocast_dtype(self.device, self.bf16)):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class LMPolicy(ActorCriticPolicy):
@@ -83,22 +98,21 @@ class LMPolicy(ActorCriticPolicy):
         lr_schedule: From the algorithm. LMs want small rates: about 1e-5 for full fine-tuning,
             1e-4 for LoRA (SB3's 3e-4 default is far too high for a pretrained LM).
         model: Preset name, local folder or ``PreTrainedModel``; the SmolLM2-135M-Instruct preset by default.
-        tokenizer: The env's tokenizer (preset, folder or object), for the checks above.
-        lora: ``peft.LoraConfig`` keyword arguments (e.g. ``{"r": 16}``), or ``None`` to train the whole LM.
-        gradient_checkpointing: Trade compute for memory in ``evaluate_actions``.
-        critic: ``"shared"`` (value head on the LM's last hidden state) or ``"separate"`` (a copy of
-            the trunk); see :class:`~agents.modeling.lm.LMActorCritic`.
-        critic_layers: Layers kept in a separate critic's trunk (``None``: all).
-        device: ``"auto"`` loads on CUDA when available (bfloat16 there). SB3 then moves the policy
-            to the algorithm's ``device``; keep both the same.
-        dtype: The LM's dtype; ``None``: bfloat16 on CUDA, float32 on CPU.
         temperature: Logits are divided by it, for sampling and for the log-probabilities PPO
             optimizes (so the ratio is of the policy that acted).
         use_kv_cache: Reuse a per-env KV cache during rollouts (same outputs, much faster).
         group_prefixes: Share one forward pass between steps of one episode in ``evaluate_actions``.
+        bf16: Run the forwards in bf16 under autocast while the weights, which the optimizer
+            updates, stay float32 (the trainers' precision policy,
+            :func:`agents.modeling.prepare.autocast_dtype`); None: on CUDA when the GPU supports it.
         optimizer_class: As in SB3; only trainable parameters are optimized.
         optimizer_kwargs: As in SB3; ``{"eps": 1e-5}`` for Adam by default, as in SB3.
         use_sde: Passed by SB3's on-policy algorithms; must be ``False``.
+        **lm_options: The options of :class:`~agents.modeling.lm.LMActorCritic`: ``tokenizer``
+            (the env's, for the checks above), ``lora``, ``gradient_checkpointing``, ``critic``,
+            ``critic_layers``, ``device``, ``dtype``, ``disable_dropout``. ``dtype`` is float32
+            by default (the master weights; see ``bf16``). ``device="auto"`` loads on CUDA when
+            available; SB3 then moves the policy to the algorithm's ``device``: keep both the same.
     """
 
     def __init__(
@@ -107,33 +121,25 @@ class LMPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         model: str | os.PathLike[str] | nn.Module = "smollm2-135m",
-        tokenizer: Any = None,
-        lora: dict[str, Any] | None = None,
-        gradient_checkpointing: bool = False,
-        critic: Literal["shared", "separate"] = "shared",
-        critic_layers: int | None = None,
-        device: str | torch.device | None = "auto",
-        dtype: torch.dtype | str | None = None,
         temperature: float = 1.0,
         use_kv_cache: bool = True,
         group_prefixes: bool = True,
+        bf16: bool | None = None,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
+        **lm_options: Any,
     ) -> None:
         _check_arguments(observation_space, action_space, temperature, use_sde)
+        unknown = sorted(set(lm_options) - set(ACTOR_CRITIC_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"LMPolicy got unknown options {unknown}: expected its own or LMActorCritic's {list(ACTOR_CRITIC_OPTIONS)}."
+            )
         # Read by _build, which ActorCriticPolicy.__init__ calls (plain values may be set before
         # nn.Module.__init__; modules and parameters may not, and there are none here).
-        self.lm_kwargs: dict[str, Any] = dict(
-            model=model,
-            tokenizer=tokenizer,
-            lora=lora,
-            gradient_checkpointing=gradient_checkpointing,
-            critic=critic,
-            critic_layers=critic_layers,
-            device=device,
-            dtype=dtype,
-        )
+        self.lm_kwargs: dict[str, Any] = {"model": model, "dtype": "float32", **lm_options}
+        self.bf16 = bf16
         self.temperature = float(temperature)
         self.use_kv_cache = use_kv_cache
         self.group_prefixes = group_prefixes
@@ -181,6 +187,7 @@ class LMPolicy(ActorCriticPolicy):
         return self._distribution(self.action_net(latent_pi).float(), None)
 
     # ------------------------------------------------------------------ SB3 API
+    @_autocast
     def forward(
         self, obs: PyTorchObs, deterministic: bool = False, action_masks: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -192,6 +199,7 @@ class LMPolicy(ActorCriticPolicy):
         self._advance_cache(actions)
         return actions, values[:, None], log_prob
 
+    @_autocast
     def evaluate_actions(
         self, obs: PyTorchObs, actions: torch.Tensor, action_masks: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,11 +213,13 @@ class LMPolicy(ActorCriticPolicy):
         distribution = self._distribution(logits, action_masks)
         return values[:, None], distribution.log_prob(actions.reshape(-1)), distribution.entropy()
 
+    @_autocast
     def get_distribution(self, obs: PyTorchObs, action_masks: Any = None) -> Distribution:
         """Return the next-token distribution (temperature and masks applied)."""
         logits, _ = self._last_token(obs, commit=True)
         return self._distribution(logits, action_masks)
 
+    @_autocast
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
         """Return ``values (B, 1)``. Uses the rollout cache without changing it (SB3 calls this on
         single terminal observations and on the last observations of a rollout)."""
@@ -287,6 +297,7 @@ class LMPolicy(ActorCriticPolicy):
             temperature=self.temperature,
             use_kv_cache=self.use_kv_cache,
             group_prefixes=self.group_prefixes,
+            bf16=self.bf16,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
             **self.lm_kwargs,

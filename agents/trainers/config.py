@@ -10,23 +10,12 @@ from typing import Any
 
 import torch
 
-from agents.modeling.lm import LMActorCritic
+from agents.modeling.lm import ACTOR_CRITIC_OPTIONS, LMActorCritic
 from text_gym.errors import check_positive_int
 
 __all__ = ["TrainerConfig", "build_actor_critic"]
 
 Schedule = Callable[[float], float]
-
-# LMActorCritic options that may ride in policy_kwargs (LMPolicy's own extras are ignored here).
-_ACTOR_CRITIC_KWARGS = (
-    "lora",
-    "gradient_checkpointing",
-    "critic",
-    "critic_layers",
-    "dtype",
-    "tokenizer",
-    "disable_dropout",
-)
 
 
 @dataclasses.dataclass
@@ -107,6 +96,7 @@ def build_actor_critic(policy: Any, policy_kwargs: dict[str, Any], device: torch
         )
     if isinstance(model, LMActorCritic):
         return model.to(device)
-    kwargs = {k: policy_kwargs[k] for k in _ACTOR_CRITIC_KWARGS if k in policy_kwargs}
+    # The trainer's device rules, as do its own keyword arguments over LMPolicy's.
+    kwargs = {k: policy_kwargs[k] for k in ACTOR_CRITIC_OPTIONS if k in policy_kwargs and k != "device"}
     kwargs.setdefault("dtype", torch.float32)
     return LMActorCritic(model, device=device, **kwargs)

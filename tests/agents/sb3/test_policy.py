@@ -100,3 +100,12 @@ def test_wrong_spaces_are_rejected(make_env):
         LMPolicy(gym.spaces.Box(0, 1, (4,)), env.action_space, lambda _: 1e-3, model="tiny")
     with pytest.raises(ValueError, match="Discrete action space"):
         LMPolicy(env.observation_space, gym.spaces.Box(0, 1, (1,)), lambda _: 1e-3, model="tiny")
+
+
+def test_options_are_lm_policy_s_or_the_actor_critic_s(make_env):
+    """LMActorCritic's options pass through (disable_dropout too); SB3's MLP options are refused by name."""
+    env = make_env()
+    policy = LMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model="tiny", disable_dropout=False)
+    assert policy.lm_kwargs["disable_dropout"] is False
+    with pytest.raises(TypeError, match=r"unknown options \['net_arch'\].*'critic_layers'"):
+        LMPolicy(env.observation_space, env.action_space, lambda _: 1e-3, model="tiny", net_arch=[64])
