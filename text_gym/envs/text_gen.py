@@ -58,8 +58,10 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ## Rewards
     ``reward`` names the score of a finished reply: ``"bleu"`` (sentence BLEU in [0, 1]),
     ``"chrf"`` ([0, 1]), ``"coherence"`` (cosine similarity of prompt and reply embeddings, in
-    [-1, 1]), a dict of weights such as ``{"bleu": 1.0, "coherence": 0.5}``, or any callable
-    ``(prompts, outputs, references) -> scores`` (see :mod:`text_gym.rewards`).
+    [-1, 1]), ``"sari"`` (SARI of a rewrite against its source and references, in [0, 1]),
+    ``"source-bleu"`` (BLEU against the source, in [0, 1]: give it a negative weight to penalise
+    copying the input), a dict of weights such as ``{"bleu": 1.0, "source-bleu": -0.5}``, or any
+    callable ``(prompts, outputs, references) -> scores`` (see :mod:`text_gym.rewards`).
 
     - ``reward_shaping="sparse"``: 0 on every step, the score on the last one.
     - ``reward_shaping="delta"``: each step pays the change of the score of the reply so far

@@ -1,4 +1,4 @@
-"""Baseline agents complete episodes through the env; the reference agent reaches BLEU 1.0."""
+"""Baseline agents: episodes through the env, greedy is the LM's argmax, random is seeded and uniform, the reference reaches BLEU 1."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from agents.baselines import (
     SamplingLMAgent,
 )
 from agents.evaluation import run_episodes
+from agents.modeling.loading import load_model
 from agents.modeling.tokens import top_k_top_p
 
 ECHO = {"tokenizer": "tiny", "max_new_tokens": 6, "max_prompt_tokens": 16}
@@ -82,13 +83,32 @@ def test_top_k_top_p_filtering():
     assert torch.isinf(top_k_top_p(logits, 0, 0.5)).tolist() == [[False, True, True, True]]
 
 
-def test_batched_predict_on_a_vector_env():
+def test_batched_greedy_predict_is_the_lm_argmax_of_each_row():
+    env = DummyVecEnv([echo_env] * 3)
+    env.seed(0)
+    obs = env.reset()
+    actions, state = GreedyLMAgent("tiny", device="cpu").predict(obs)
+    assert state is None and actions.shape == (3,)
+    lm = load_model("tiny", device="cpu")
+    for row, action in enumerate(actions):  # each prompt alone, unpadded, through the bare transformers model
+        ids = torch.as_tensor(obs["input_ids"][row][obs["attention_mask"][row] == 1], dtype=torch.long)
+        with torch.no_grad():
+            assert action == int(lm(ids[None]).logits[0, -1].argmax())
+
+
+def test_random_agent_is_seeded_and_uniform_over_the_allowed_tokens():
     env = DummyVecEnv([echo_env] * 3)
     obs = env.reset()
-    for agent in (GreedyLMAgent("tiny", device="cpu"), RandomAgent(env.action_space, seed=0)):
-        actions, state = agent.predict(obs)
-        assert actions.shape == (3,) and state is None
-        assert np.all((0 <= actions) & (actions < env.action_space.n))
+    masks = np.zeros((3, env.action_space.n), dtype=bool)
+    masks[:, [0, 97, 98]] = True
+    draws = [RandomAgent(env.action_space, seed=7) for _ in range(2)]
+    first, second = ([agent.predict(obs, action_masks=masks)[0] for _ in range(100)] for agent in draws)
+    np.testing.assert_array_equal(first, second)
+    tokens, counts = np.unique(first, return_counts=True)
+    assert tokens.tolist() == [0, 97, 98] and counts.min() > 70  # 300 draws, 100 expected per token
+    agent = RandomAgent(env.action_space, seed=1)
+    unmasked = np.concatenate([agent.predict(obs)[0] for _ in range(200)])
+    assert len(np.unique(unmasked)) > 200  # spread over the 258 ids
 
 
 def test_beam_search_handles_identical_rows_in_a_batch():

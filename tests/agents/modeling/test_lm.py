@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -74,7 +76,10 @@ def test_separate_critic_has_its_own_trunk_and_can_be_cut():
 
 
 def test_lora_trains_adapters_only_and_reference_disables_them():
-    actor_critic = make(lora={"r": 4, "lora_alpha": 8, "init_lora_weights": False})
+    # peft reads a transformers attribute that warns; users should not see that on every LoRA run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        actor_critic = make(lora={"r": 4, "lora_alpha": 8, "init_lora_weights": False})
     trainable = [n for n, p in actor_critic.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
     ids, mask = batch()
@@ -143,12 +148,3 @@ def test_bad_options_are_rejected():
         LMActorCritic("tiny", lora=16)
     with pytest.raises(TypeError, match="causal LM"):
         LMActorCritic(torch.nn.Linear(2, 2))
-
-
-def test_lora_set_up_raises_no_deprecation_warning():
-    """peft reads a transformers attribute that warns; users should not see that on every LoRA run."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        LMActorCritic("tiny", lora={"r": 4}, device="cpu")

@@ -173,6 +173,7 @@ trainer.save(path)
 """
 
 
+@pytest.mark.slow  # a training run in a subprocess per case
 @pytest.mark.parametrize("point", ["weights", "zip", "replace"])
 def test_a_save_killed_midway_leaves_the_previous_checkpoint(tmp_path, point):
     script, path = tmp_path / "save.py", tmp_path / "model.zip"
@@ -211,6 +212,7 @@ def _cli(tmp_path, *extra):
     return args, {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow  # a training run in a subprocess per case
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signalled_cli_run_saves_and_resumes(tmp_path, sig, code):
     args, env = _cli(tmp_path, "--steps", "10000000")
