@@ -29,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.distributions import Distribution
 
 import text_gym  # noqa: F401  (registers the environments)
 from agents.sb3.policy import LMPolicy
@@ -68,7 +69,7 @@ class NoEOSPolicy(LMPolicy):
 
     eos_token_id: int = -1
 
-    def _distribution(self, logits: torch.Tensor, action_masks: Any):  # noqa: ANN202
+    def _distribution(self, logits: torch.Tensor, action_masks: Any) -> Distribution:
         logits = logits.clone()
         logits[:, self.eos_token_id] = torch.finfo(logits.dtype).min
         return super()._distribution(logits, action_masks)

@@ -168,3 +168,18 @@ def test_no_import_hook_and_no_unreleased_paths():
     # -S: no site-packages, so an editable install of another checkout cannot answer for this one.
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[] [] False"
+
+
+@pytest.mark.parametrize(
+    ("package", "why"),
+    [
+        ("sacrebleu", "text_gym/rewards/sentence.py calls its private Metric methods"),
+        ("transformers", "the agents pass the KV cache as cache=, which 5.24 introduced"),
+        ("stable-baselines3", "LMPolicy subclasses ActorCriticPolicy"),
+        ("sb3-contrib", "MaskableLMPolicy subclasses MaskableActorCriticPolicy"),
+    ],
+)
+def test_dependencies_we_reach_into_are_capped_below_their_next_major(package, why):
+    requirements = (ROOT / "setup.cfg").read_text()
+    spec = re.search(rf"^\s+{re.escape(package)}(\S*)$", requirements, re.MULTILINE)
+    assert spec and "<" in spec[1], f"{package} needs an upper bound in setup.cfg: {why}"

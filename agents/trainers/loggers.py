@@ -94,7 +94,7 @@ class AppendingCSVOutputFormat(CSVOutputFormat):
         kept = "".join(lines[:1] + [line for line in lines[1:] if not _after(line, step, resume_at)])
         if kept != text:
             atomic_write_text(path, kept)  # a kill now leaves the old file, not half of it
-        self.file = open(path, "r+")  # noqa: SIM115 (closed by close(), as SB3's writer)
+        self.file = open(path, "r+")  # closed by close(), as SB3's writer
         self.file.seek(0, os.SEEK_END)  # SB3's header rewrite seeks to 0 itself; rows go at the end
 
 
@@ -112,7 +112,7 @@ def _after(line: str, column: int | None, step: int) -> bool:
 def _appending(name: str, folder: Path) -> KVWriter:
     """SB3's ``log`` or ``json`` writer, appending to its file instead of starting it again."""
     if name == "log":
-        writer = HumanOutputFormat(open(folder / "log.txt", "a"))  # noqa: SIM115 (closed by close())
+        writer = HumanOutputFormat(open(folder / "log.txt", "a"))  # closed by close()
         writer.own_file = True
         return writer
     return _AppendingJSONOutputFormat(folder / "progress.json")
@@ -122,4 +122,4 @@ class _AppendingJSONOutputFormat(JSONOutputFormat):
     """SB3's JSON-lines writer, opened for appending."""
 
     def __init__(self, filename: Path) -> None:  # not super().__init__: it opens with "w"
-        self.file = open(filename, "a")  # noqa: SIM115 (closed by close())
+        self.file = open(filename, "a")  # closed by close()

@@ -13,7 +13,6 @@ import statistics
 import pytest
 import torch
 
-import text_gym  # noqa: F401  (registers the environments)
 from agents.trainers.grpo import GRPO
 from agents.trainers.losses import clipped_surrogate
 from agents.trainers.rollout import RolloutBatch
