@@ -38,16 +38,13 @@ __all__ = ["MaskableLMPolicy"]
 
 
 class _MaskableBase(MaskableActorCriticPolicy):
-    """``MaskableActorCriticPolicy`` as a base that ``ActorCriticPolicy.__init__`` can run through.
-
-    In ``MaskableLMPolicy``'s method order this class follows ``ActorCriticPolicy``, whose
-    ``__init__`` calls ``super().__init__(observation_space, action_space, features_extractor_class,
-    ...)`` meaning ``BasePolicy.__init__``. ``MaskableActorCriticPolicy.__init__`` takes other
-    arguments (``lr_schedule`` third) and would build its own MLPs, so the call is passed on to
-    ``BasePolicy``, as ``ActorCriticPolicy`` intends.
-    """
+    """``MaskableActorCriticPolicy`` as the base behind ``ActorCriticPolicy`` in ``MaskableLMPolicy``'s order."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # SB3's constructors do not allow this diamond without a skip: ActorCriticPolicy.__init__
+        # calls super().__init__ with BasePolicy's arguments (features_extractor_class third), and
+        # here that call reaches MaskableActorCriticPolicy.__init__, which takes lr_schedule third and
+        # builds MLPs of its own. So the call goes on to BasePolicy, the parent ActorCriticPolicy means.
         super(MaskableActorCriticPolicy, self).__init__(*args, **kwargs)
 
 
