@@ -146,6 +146,14 @@ def test_readme_layout_matches_the_tree():
     assert sorted(p for p in listed if not (ROOT / p).exists()) == [], "README lists files that do not exist"
 
 
+def test_the_trainers_walk_names_files_that_exist():
+    """The walk through one GRPO iteration in agents/trainers/__init__.py names real files, in its folder."""
+    walk = importlib.import_module("agents.trainers").__doc__.split("One GRPO iteration")[1]
+    named = set(re.findall(r"``(\w+\.py)``", walk))
+    assert {"base.py", "grpo.py", "rollout.py", "update.py", "scoring.py"} <= named
+    assert sorted(name for name in named if not (ROOT / "agents" / "trainers" / name).exists()) == []
+
+
 @pytest.mark.parametrize("package", ["agents", "agents.baselines", "agents.modeling", "agents.sb3", "agents.trainers"])
 def test_package_exports_resolve_to_their_modules(package):
     """``__all__`` is the exports table, each name is its module's object, and type checkers see the same names."""

@@ -17,6 +17,29 @@
 - :mod:`~agents.trainers.callbacks`: SB3 callbacks for trainers (a token progress bar).
 - :mod:`~agents.trainers.loggers`: SB3 loggers without temporary folders; a ``progress.csv``
   that a resumed run extends.
+- :mod:`~agents.trainers.losses`: PPO's clipped surrogate and its ratio statistics, which both
+  algorithms' losses start from.
+
+One GRPO iteration, file by file (``GRPO.learn(n)``; today's structure, mixins included):
+
+1. ``base.py``: ``TrainerBase.learn`` loops ``_iterate`` (one rollout, one update) until ``n``
+   tokens; ``_collect`` asks ``grpo.py``'s ``_reset_seeds`` for one seed per group, repeated, so
+   a group's envs draw one prompt.
+2. ``rollout.py``: ``collect_rollout`` decodes whole episodes in the vector env (``envs.py``
+   describes its layout; the env, ``text_gym``, pays the rewards) with one batched KV cache,
+   running a group's shared prompt once (``scoring.py``'s ``shared_prompt_groups`` and
+   ``repeat_cache``); it returns a ``RolloutBatch`` with the rollout's log-probs.
+3. ``update.py``: ``UpdateMixin.train`` (a mixin of ``TrainerBase``) calls ``grpo.py``'s
+   ``_prepare``: ``group_advantages`` per group and, with ``beta > 0``, the reference's
+   log-probs (``update.py``'s ``_reference_logprobs``, through ``scoring.py``).
+4. ``update.py``: epochs of minibatches that keep groups whole (``_minibatch_order``); each
+   micro-batch's loss is ``grpo.py``'s ``_loss``: ``_score`` (``update.py``) runs
+   ``scoring.py``'s ``score_tokens``, ``losses.py``'s ``clipped_surrogate`` clips the ratios,
+   and the k3 KL is added; then gradient clipping and one optimizer step per minibatch. After
+   the epochs, ``predict.py``'s ``_weights_changed`` drops the prediction cache.
+5. ``base.py``: ``_log_iteration`` records the rollout and update statistics on the SB3 logger
+   (``loggers.py``); ``learn`` dumps it and, when asked, saves a periodic checkpoint
+   (``checkpoint.py``).
 """
 
 from __future__ import annotations
