@@ -152,6 +152,10 @@ class GRPO(TrainerBase):
     def _prompt_group(self) -> int:
         return self.config.group_size
 
+    @property
+    def _kl_penalized(self) -> bool:
+        return self.config.beta > 0
+
     def _reset_seeds(self, num_envs: int) -> list[int]:
         # One seed per group, repeated: the group's envs then draw the same prompt.
         seeds = super()._reset_seeds(num_envs // self.config.group_size)

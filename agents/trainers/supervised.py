@@ -212,7 +212,9 @@ class WarmStartMixin:
         """Supervised warm start: teacher forcing on the training env's references (see the module docstring).
 
         Call it before :meth:`learn`. It trains on the task and split of the training env (its
-        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger.
+        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger. With a
+        KL penalty (GRPO's ``beta``, PPO's ``kl_coef``), the warm-started weights become the
+        reference policy (a frozen copy, saved with the trainer).
 
         Args:
             total_tokens: Reference tokens to train on.
@@ -259,6 +261,8 @@ class WarmStartMixin:
             excluded_seconds=(lambda: selection.eval_cpu_seconds - eval_start) if selection is not None else None,
         )
         self._weights_changed()
+        if self._kl_penalized:  # the KL to the warm-started model, not to the untrained one
+            self._reference = self._make_reference()
         self.supervised_history += rows
         if selection is not None and rows:  # the last weights are a candidate too
             seconds, tokens = rows[-1]["supervised/cpu_seconds"], int(rows[-1]["supervised/tokens"])
