@@ -235,6 +235,18 @@ class ValidationSelection:
         """
         return _SelectionCallback(self, train_cpu_offset)
 
+    def summary(self) -> dict[str, Any]:
+        """The selection as JSON: split, metric, the chosen ``phase``, ``step`` and ``score``, the best model's path, every row."""
+        return {
+            "split": self.split,
+            "metric": self.metric,
+            "phase": self.best_phase,
+            "step": self.best_step,
+            "score": self.best_score,
+            "best_model": None if self.best_model_path is None else str(self.best_model_path),
+            "history": list(self.history),
+        }
+
     def close(self) -> None:
         """Close the evaluation envs."""
         for env in self._envs:
