@@ -24,6 +24,7 @@ pushed up only when it beats what the policy would say without sampling (:func:`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, ClassVar, Literal
 
@@ -205,6 +206,8 @@ class GRPO(TrainerBase):
         if self._greedy_envs is None:
             sub_envs = getattr(self.env, "envs", None)  # a sync vector env: copy its first sub-env
             source = sub_envs[0] if sub_envs else self.env_id
+            if sub_envs and (source.spec is None or source.spec.entry_point is None):
+                source = copy.deepcopy(source)  # else make_trainer_envs would reuse the training env itself
             if source is None:
                 raise TypeError(
                     "baseline='scst' plays greedy replies on envs of its own; expected a SyncVectorEnv or an env id, "

@@ -226,14 +226,21 @@ class ValidationSelection:
                 param.data.copy_(self._best_state[name])
         trainer._weights_changed()  # cached keys and values belong to the old weights
 
-    def callback(self, train_cpu_offset: float = 0.0) -> BaseCallback:
+    def callback(self, train_cpu_offset: float = 0.0, max_train_cpu_seconds: float | None = None) -> BaseCallback:
         """An SB3 callback for ``trainer.learn``: :meth:`maybe_evaluate` before the first update and
         after each one (phase ``"rl"``, step = iterations), and, on a schedule, the final model at the end.
 
-        ``train_cpu_seconds`` is the CPU time of ``learn`` without the evaluations, plus
-        ``train_cpu_offset`` (a warm start's, say, so rows count the run's training from its start).
+        Args:
+            train_cpu_offset: Added to the training CPU-seconds of ``learn`` (evaluations left
+                out) in the rows, e.g. a warm start's, so rows count the run's training from its start.
+            max_train_cpu_seconds: Stop ``learn`` once its training CPU-seconds reach this (the
+                rollout in progress is dropped, as when any callback stops it); None: no limit.
         """
-        return _SelectionCallback(self, train_cpu_offset)
+        if max_train_cpu_seconds is not None and not 0 < max_train_cpu_seconds < math.inf:
+            raise ValueError(
+                f"max_train_cpu_seconds: expected a finite positive number, got {max_train_cpu_seconds!r}."
+            )
+        return _SelectionCallback(self, train_cpu_offset, max_train_cpu_seconds)
 
     def summary(self) -> dict[str, Any]:
         """The selection as JSON: split, metric, the chosen ``phase``, ``step`` and ``score``, the best model's path, every row."""
@@ -262,9 +269,9 @@ def _supervised_tokens(trainer: Any) -> int:
 class _SelectionCallback(BaseCallback):
     """Runs a :class:`ValidationSelection` during ``learn`` (see :meth:`ValidationSelection.callback`)."""
 
-    def __init__(self, selection: ValidationSelection, train_cpu_offset: float) -> None:
+    def __init__(self, selection: ValidationSelection, train_cpu_offset: float, budget: float | None) -> None:
         super().__init__()
-        self.selection, self.offset = selection, train_cpu_offset
+        self.selection, self.offset, self.budget = selection, train_cpu_offset, budget
 
     def _on_training_start(self) -> None:
         self._cpu_start, self._eval_start = time.process_time(), self.selection.eval_cpu_seconds
@@ -280,7 +287,7 @@ class _SelectionCallback(BaseCallback):
         )
 
     def _on_step(self) -> bool:
-        return True
+        return self.budget is None or self.train_cpu_seconds() - self.offset < self.budget
 
     def _on_training_end(self) -> None:
         self.selection.finish(

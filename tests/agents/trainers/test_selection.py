@@ -177,3 +177,18 @@ def test_a_cpu_budget_counts_training_only():
     assert 0.2 <= rows[-1]["supervised/cpu_seconds"] < selection.eval_cpu_seconds + 0.2
     # counted together, the budget would have run out after 0.2 s of training and evaluating
     assert rows[-1]["supervised/cpu_seconds"] + selection.eval_cpu_seconds > 0.2 + 0.02 * (len(calls) - 1)
+
+
+def test_selection_does_not_change_training_and_a_cpu_budget_stops_learn():
+    plain, selected = grpo(), grpo()
+    plain.learn(48)
+    selection = ValidationSelection("TextGen-EchoLetter-v0", ECHO, eval_every=1, max_prompts=4)
+    selected.learn(48, callback=selection.callback())
+    assert len(selection.history) == selected.iteration + 1 >= 3
+    for a, b in zip(plain.policy.parameters(), selected.policy.parameters(), strict=True):
+        assert torch.equal(a, b)  # evaluating draws no random number that training uses
+
+    budget = grpo()
+    callback = selection.callback(max_train_cpu_seconds=1e-9)
+    budget.learn(10_000, callback=callback)
+    assert budget.iteration == 0 and callback.train_cpu_seconds() > 1e-9  # stopped in its first rollout
