@@ -172,7 +172,7 @@ class GRPO(TrainerBase):
                         f"expected the {g} envs of a group to draw one prompt, got indices {batch.indices[start : start + g]}: "
                         "the env's reset must pick its prompt from the seed alone."
                     )
-        stats = {}
+        stats: dict[str, float] = {}
         if self.config.baseline == "scst":
             greedy = batch.extra["greedy_returns"][::g]  # (n_prompts,)
             advantages = scst_advantages(batch.returns.float(), greedy, g, self.config.scale_rewards)  # (B,)

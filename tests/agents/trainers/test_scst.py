@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -27,6 +28,12 @@ def test_scst_advantages_by_hand():
     assert abs(scaled[4]) < 2  # samples that tie against a different greedy reply: not divided by eps alone
     with pytest.raises(ValueError, match="one greedy return per group"):
         scst_advantages(returns, torch.tensor([0.0, 1.0]), 2)
+
+
+def test_doctests():
+    from agents.trainers import grpo
+
+    assert doctest.testmod(grpo).failed == 0
 
 
 def test_baseline_is_checked():
