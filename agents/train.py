@@ -46,6 +46,7 @@ from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
+from agents.trainers.selection import ValidationSelection
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
@@ -71,6 +72,7 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
             kwargs[name] = getattr(args, name)
     if args.algo == "grpo":
         kwargs["group_size"] = args.group_size
+        kwargs["baseline"] = args.baseline
         if args.kl is not None:
             kwargs["beta"] = args.kl
     elif args.kl is not None:
@@ -124,13 +126,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         formats, resume_at = ["stdout", "csv", "tensorboard"], trainer.num_timesteps if args.resume else None
         trainer.set_logger(make_logger(out, formats, resume_at=resume_at))  # a resumed run extends progress.csv
     run.before_rl(trainer)
+    selection = _selection(args, env_id, env_kwargs, out) if trainer._is_main else None
     start = time.perf_counter()
     if args.warm_start_tokens > 0 and not args.resume:
-        trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
+        trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr, selection=selection)
         run.after_warm_start(trainer)
-    _learn(trainer, args, out)
+    _learn(trainer, args, out, selection)
     seconds = time.perf_counter() - start
-    saved = trainer.save(out / "model.zip")
+    saved = trainer.save(out / "model.zip")  # the last model, which a resumed run continues
+    if selection is not None:
+        selection.restore_best(trainer)  # the table measures the model selected on validation
+        run.selection = selection
     label = "supervised+RL" if trainer.supervised_history else "trained"
     run.evaluations += run.evaluator.policy(trainer, label)
     results = run.results(trainer, seconds, finished=True)
@@ -143,7 +149,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"Results in {out / 'results.json'}; training logs in {out / 'progress.csv'} and TensorBoard ({out}).",
             flush=True,
         )
+        if selection is not None:
+            print(f"The model selected on {selection.split} (the table's trained rows): {selection.best_model_path}")
     return results
+
+
+def _selection(
+    args: argparse.Namespace, env_id: str, env_kwargs: dict[str, Any], out: Path
+) -> ValidationSelection | None:
+    """The ``--eval-every`` checkpoint selection on ``--selection-split`` (None when off), saving ``best_model.zip``."""
+    if not args.eval_every:
+        return None
+    return ValidationSelection(
+        env_id,
+        env_kwargs,
+        split=args.selection_split,
+        eval_every=args.eval_every,
+        max_prompts=args.eval_episodes if args.eval_episodes > 0 else None,
+        best_model_save_path=out,
+        batch_size=args.n_envs,
+        verbose=1,
+    )
 
 
 def _accelerator(args: argparse.Namespace) -> Any:
@@ -212,6 +238,8 @@ class _Run:
     reused: bool = False
     missing: str = ""  # why a resumed run has no untrained rows
     start_tokens: int = 0
+    # With --eval-every: the selection whose best model the final rows measure.
+    selection: ValidationSelection | None = None
 
     def before_rl(self, trainer: TrainerBase) -> None:
         """Measure (or, on ``--resume``, find) the untrained rows, and the trivial ones."""
@@ -269,6 +297,7 @@ class _Run:
             "before_rl": self.before,
             "history": trainer.history,
             "supervised_history": trainer.supervised_history,
+            **({"selection": self.selection.summary()} if self.selection is not None else {}),
         }
 
 
@@ -287,7 +316,9 @@ def _row_order(row: dict[str, Any]) -> int:
     return groups.index(True) if any(groups) else len(groups)
 
 
-def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
+def _learn(
+    trainer: TrainerBase, args: argparse.Namespace, out: Path, selection: ValidationSelection | None = None
+) -> None:
     """RL for ``--steps`` tokens with periodic checkpoints; a signal saves, prints how to resume and exits."""
     is_main, start_steps = trainer._is_main, trainer.num_timesteps
     checkpoints = None
@@ -302,6 +333,7 @@ def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
             reset_num_timesteps=not args.resume,
             checkpoint_on_interrupt=out / "interrupted.zip" if is_main else None,
             checkpoints=checkpoints,
+            callback=selection.callback() if selection is not None else None,
         )
     except TrainingInterrupted as stop:
         if is_main and stop.checkpoint is not None:
@@ -327,13 +359,24 @@ def _print_summary(args: argparse.Namespace, results: dict[str, Any], run: _Run)
         margin = f"margin = BLEU minus copy-prompt (no untrained rows: {run.missing})"
     print(
         f"\n{args.algo} on {results['env']}, task {_describe(results['task'])} ({args.model}), {tokens}; "
-        f"held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; {margin}:\n"
+        f"held-out split {args.eval_split!r}, {rows[0]['episodes']} prompts; {margin}{_selected(results)}:\n"
     )
     print(results_table(rows))
     shown = next(e for e in reversed(run.evaluations) if e.label.endswith("greedy"))
     print(f"\n{shown.label}, first prompts:")
     for prompt, text, reward in shown.samples():
         print(f"  {prompt!r} -> {text!r} (reward {reward:.3f})")
+
+
+def _selected(results: dict[str, Any]) -> str:
+    """The table heading's note on the checkpoint the trained rows measure, when one was selected."""
+    chosen = results.get("selection")
+    if chosen is None:
+        return ""
+    return (
+        f"; trained rows: the {chosen['phase']} step {chosen['step']} model, best {chosen['split']} "
+        f"{chosen['metric']} {chosen['score']:.3f} of {len(chosen['history'])} evaluations"
+    )
 
 
 def _end_distributed(accelerator: Any) -> None:

@@ -61,7 +61,7 @@ QUICK = {
 CHECKPOINT_FLAGS = (
     "algo", "model", "lora", "env", "task", "reward", "max_new_tokens", "max_prompt_tokens", "prompt_truncation",
     "n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "kl", "temperature", "seed",
-    "warm_start_tokens", "warm_start_lr",
+    "warm_start_tokens", "warm_start_lr", "baseline",
 )  # fmt: skip
 """The settings ``--resume`` takes from the checkpoint (``warm_start_*``: the warm start is over)."""
 
@@ -118,6 +118,24 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _non_negative_int(text: str) -> int:
+    """An argparse ``type``: an int >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
+
+
+def _selection_split(text: str) -> str:
+    """An argparse ``type``: a split to select checkpoints on, which must not be ``test``."""
+    if text == "test":
+        raise argparse.ArgumentTypeError(
+            "expected a split other than test (validation): the table is measured on test, and a model chosen "
+            "by its test score has seen the answers, so its test score would be optimistic"
+        )
+    return text
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every default in ``--help``, except where there is none to show or the help already says it."""
 
@@ -155,6 +173,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.resume:
         _take_from_checkpoint(parser, args)
+    if args.baseline != "group" and args.algo != "grpo":
+        parser.error(f"--baseline {args.baseline} is GRPO's; --algo {args.algo} has a critic for its baseline.")
     return args
 
 
@@ -205,6 +225,13 @@ def _add_training_arguments(group: Any) -> None:
     group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
     group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
     group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
+    group.add_argument(
+        "--baseline",
+        choices=["group", "scst"],
+        default="group",
+        help="GRPO's baseline: the group's mean reward, or scst: the greedy reply's reward (self-critical)",
+    )
+    group.add_argument("--scst", dest="baseline", action="store_const", const="scst", help="--baseline scst")
     group.add_argument("--learning-rate", type=float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument("--n-epochs", type=int, default=None, help="passes over each rollout (default: the trainer's)")
     group.add_argument(
@@ -228,6 +255,19 @@ def _add_training_arguments(group: Any) -> None:
 def _add_run_arguments(group: Any) -> None:
     group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
     group.add_argument("--eval-split", default="test", help="the split the table is measured on")
+    group.add_argument(
+        "--eval-every",
+        type=_non_negative_int,
+        default=0,
+        help="evaluate on --selection-split every N warm-start steps and RL iterations and keep the best model "
+        "(best_model.zip; the table measures it); 0: off, the table measures the last model",
+    )
+    group.add_argument(
+        "--selection-split",
+        type=_selection_split,
+        default="validation",
+        help="the split --eval-every selects on (never test: the table is measured there)",
+    )
     group.add_argument(
         "--checkpoint-minutes",
         type=float,
@@ -272,6 +312,8 @@ def checkpoint_settings(path: str | Path) -> dict[str, Any]:
         "seed": state.get("seed"),
         "warm_start_tokens": int(history[-1].get("supervised/tokens", 0)) if history else 0,
     }
+    if algo == "grpo":
+        saved["baseline"] = config.get("baseline", "group")
     for name in ("n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "temperature"):
         if name in config and (name != "group_size" or algo == "grpo"):
             saved[name] = config[name]

@@ -14,22 +14,32 @@ optional KL penalty (the ``k3`` estimator of Schulman 2020) to the reference pol
 
 Groups are formed through the env: the sub-envs of one group are reset with the same seed, so
 they draw the same prompt, and the reset ``info["index"]`` is checked to agree.
+
+With ``baseline="scst"`` (self-critical sequence training, Rennie et al. 2017) the baseline of a
+group is instead the reward of the *greedy* reply to its prompt, decoded by the current policy
+after each rollout in a second, deterministic rollout (one env per group, reset with the group's
+seed, so it draws the same prompt) and scored by the env like every other reply: a sample is
+pushed up only when it beats what the policy would say without sampling (:func:`scst_advantages`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.envs import make_trainer_envs
+from agents.trainers.interrupts import Stop
 from agents.trainers.losses import clipped_surrogate, masked_mean
-from agents.trainers.rollout import RolloutBatch
+from agents.trainers.rollout import RolloutBatch, collect_rollout
 from text_gym.errors import check_choice
 
-__all__ = ["GRPO", "GRPOConfig", "group_advantages"]
+__all__ = ["GRPO", "GRPOConfig", "group_advantages", "scst_advantages"]
 
 
 @dataclasses.dataclass
@@ -50,6 +60,9 @@ class GRPOConfig(TrainerConfig):
     """Divide by the group's std (the original GRPO); False keeps mean-centring only (Dr. GRPO)."""
     loss_type: Literal["token", "sequence"] = "token"
     """``"token"``: mean over all reply tokens of the minibatch (DAPO); ``"sequence"``: mean per reply, then over replies (the original GRPO)."""
+    baseline: Literal["group", "scst"] = "group"
+    """``"group"``: the group's mean return (GRPO); ``"scst"``: the return of the greedy reply to the
+    prompt (self-critical sequence training, Rennie et al. 2017), one extra greedy episode per group."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +79,7 @@ class GRPOConfig(TrainerConfig):
         if self.beta < 0:
             raise ValueError(f"beta: expected a float >= 0, got {self.beta!r}.")
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
+        check_choice("baseline", self.baseline, ("group", "scst"))
 
 
 def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -81,6 +95,36 @@ def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True,
     return centred.reshape(-1)
 
 
+def scst_advantages(
+    returns: torch.Tensor, greedy_returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4
+) -> torch.Tensor:
+    """Self-critical advantages: each return minus the greedy return of its group's prompt.
+
+    ``returns`` holds consecutive groups of ``group_size`` sampled returns, ``greedy_returns`` one
+    greedy return per group. With ``scale``, each group is divided, as in :func:`group_advantages`,
+    by a standard deviation plus ``eps``: that of its ``group_size + 1`` returns, the greedy one
+    included. The samples' own std would be 0 whenever they tie while the greedy reply scored
+    otherwise, and dividing a non-zero advantage by ``eps`` would blow it up ten thousand times;
+    with the greedy return in, the std is 0 only when every advantage is 0.
+
+    >>> returns, greedy = torch.tensor([1.0, 0.0, 2.0, 2.0]), torch.tensor([0.5, 2.0])
+    >>> scst_advantages(returns, greedy, 2, scale=False).tolist()
+    [0.5, -0.5, 0.0, 0.0]
+    >>> [round(a, 4) for a in scst_advantages(returns, greedy, 2).tolist()]  # std of (1, 0, 0.5) is 0.5
+    [0.9998, -0.9998, 0.0, 0.0]
+    """
+    groups = returns.view(-1, group_size)  # (n_prompts, G)
+    greedy = greedy_returns.reshape(-1, 1).to(groups)  # (n_prompts, 1)
+    if greedy.shape[0] != groups.shape[0]:
+        raise ValueError(
+            f"expected one greedy return per group ({groups.shape[0]}), got {greedy.shape[0]} greedy returns."
+        )
+    advantages = groups - greedy
+    if scale:
+        advantages = advantages / (torch.cat([groups, greedy], dim=1).std(dim=1, keepdim=True) + eps)
+    return advantages.reshape(-1)
+
+
 class GRPO(TrainerBase):
     """Group Relative Policy Optimization with SB3's API; see the module docstring.
 
@@ -93,6 +137,13 @@ class GRPO(TrainerBase):
     uses_critic: ClassVar[bool] = False
     config: GRPOConfig
 
+    _greedy_envs: gym.vector.VectorEnv | None = None  # SCST's envs, one per group, made on first use
+    _group_seeds: list[int] | None = None  # the reset seed of each group of the latest rollout
+
+    def set_env(self, env: Any) -> None:
+        super().set_env(env)
+        self._greedy_envs = None  # the greedy replies must come from the new env
+
     def _check_env(self, env: gym.vector.VectorEnv) -> None:
         if env.num_envs % self.config.group_size:
             raise ValueError(
@@ -103,9 +154,14 @@ class GRPO(TrainerBase):
     def _prompt_group(self) -> int:
         return self.config.group_size
 
+    @property
+    def _kl_penalized(self) -> bool:
+        return self.config.beta > 0
+
     def _reset_seeds(self, num_envs: int) -> list[int]:
         # One seed per group, repeated: the group's envs then draw the same prompt.
         seeds = super()._reset_seeds(num_envs // self.config.group_size)
+        self._group_seeds = seeds
         return [seed for seed in seeds for _ in range(self.config.group_size)]
 
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
@@ -117,13 +173,65 @@ class GRPO(TrainerBase):
                         f"expected the {g} envs of a group to draw one prompt, got indices {batch.indices[start : start + g]}: "
                         "the env's reset must pick its prompt from the seed alone."
                     )
-        advantages = group_advantages(batch.returns.float(), g, self.config.scale_rewards)  # (B,)
+        stats: dict[str, float] = {}
+        if self.config.baseline == "scst":
+            greedy = batch.extra["greedy_returns"][::g]  # (n_prompts,)
+            advantages = scst_advantages(batch.returns.float(), greedy, g, self.config.scale_rewards)  # (B,)
+            stats["greedy_reward"] = greedy.mean().item()
+        else:
+            advantages = group_advantages(batch.returns.float(), g, self.config.scale_rewards)  # (B,)
         batch.extra["advantages"] = advantages
         if self.config.beta > 0:
             batch.extra["ref_logprobs"] = self._reference_logprobs(batch)
         grouped = batch.returns.view(-1, g)
         std = grouped.std(dim=1)
-        return {"reward_std_in_group": std.mean().item(), "frac_groups_zero_std": (std < 1e-6).float().mean().item()}
+        stats["reward_std_in_group"] = std.mean().item()
+        stats["frac_groups_zero_std"] = (std < 1e-6).float().mean().item()
+        return stats
+
+    def _collect(self, callback: BaseCallback, stop: Stop | None = None) -> RolloutBatch | None:
+        batch = super()._collect(callback, stop)
+        if batch is not None and self.config.baseline == "scst":
+            greedy = self._greedy_returns(batch)  # (n_prompts,)
+            batch.extra["greedy_returns"] = greedy.repeat_interleave(self.config.group_size)  # (B,): per episode
+        return batch
+
+    def _greedy_returns(self, batch: RolloutBatch) -> torch.Tensor:
+        """SCST's baselines: the env's return for the greedy reply to each group's prompt, ``(n_prompts,)``.
+
+        One deterministic rollout on envs of their own (one per group, reset with the group's
+        seed): it draws no random number, so runs with and without a save in between agree, and
+        its tokens are not training steps (``num_timesteps`` does not count them).
+        """
+        g = self.config.group_size
+        if self._greedy_envs is None:
+            sub_envs = getattr(self.env, "envs", None)  # a sync vector env: copy its first sub-env
+            source = sub_envs[0] if sub_envs else self.env_id
+            if sub_envs and (source.spec is None or source.spec.entry_point is None):
+                source = copy.deepcopy(source)  # else make_trainer_envs would reuse the training env itself
+            if source is None:
+                raise TypeError(
+                    "baseline='scst' plays greedy replies on envs of its own; expected a SyncVectorEnv or an env id, "
+                    f"got a {type(self.env).__name__} without one."
+                )
+            self._greedy_envs = make_trainer_envs(source, self.env.num_envs // g, env_kwargs=self.env_kwargs)
+        self.policy.eval()
+        greedy = collect_rollout(
+            self.policy,
+            self._greedy_envs,
+            self.layout,
+            seeds=self._group_seeds,
+            temperature=self.config.temperature,
+            deterministic=True,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+        )
+        if batch.indices and greedy.indices and greedy.indices != batch.indices[::g]:
+            raise RuntimeError(
+                f"expected the greedy episodes to replay the groups' prompts {batch.indices[::g]}, got {greedy.indices}: "
+                "the env's reset must pick its prompt from the seed alone."
+            )
+        return greedy.returns.float()
 
     def _loss(self, batch: RolloutBatch, norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, mask = self.config, batch.response_mask.float()

@@ -158,6 +158,10 @@ class SequencePPO(TrainerBase):
     def _load_extra_state(self, state: dict[str, float]) -> None:
         self.kl_controller.value = state["kl_coef"]
 
+    @property
+    def _kl_penalized(self) -> bool:
+        return self.config.kl_coef > 0
+
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
         if batch.values is None:
             raise ValueError(

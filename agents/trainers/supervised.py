@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ import torch
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
 from text_gym.errors import check_positive_int
+
+if TYPE_CHECKING:
+    from agents.trainers.selection import ValidationSelection
 
 __all__ = ["WarmStartMixin", "reference_batch", "teacher_forcing"]
 
@@ -87,6 +90,7 @@ def teacher_forcing(
     device: torch.device | str = "cpu",
     autocast: Callable[[], Any] = contextlib.nullcontext,
     on_step: Callable[[dict[str, float]], None] | None = None,
+    excluded_seconds: Callable[[], float] | None = None,
 ) -> list[dict[str, float]]:
     """Fit ``model`` to the references of ``env``'s task by teacher forcing; return one row per step.
 
@@ -107,6 +111,8 @@ def teacher_forcing(
         device: Where the model lives.
         autocast: A zero-argument context factory (bf16 autocast on CUDA; none by default).
         on_step: Called with each step's row (``supervised/loss``, ``supervised/tokens``...).
+        excluded_seconds: Returns the CPU-seconds spent so far on work that is not training
+            (validation inside ``on_step``), which ``max_seconds`` and ``supervised/cpu_seconds`` leave out.
 
     Raises:
         ValueError: Neither budget is set, or a budget, the learning rate or the batch size is not positive.
@@ -118,13 +124,19 @@ def teacher_forcing(
     vocab_limit = int(env.action_masks().sum())
     batches = _shuffled_batches(env, batch_size, rng, torch.device(device))
     seen, rows, start = 0, [], time.process_time()
+    excluded = excluded_seconds or (lambda: 0.0)
+    skip = excluded()
+
+    def training_seconds() -> float:
+        return time.process_time() - start - (excluded() - skip)
+
     model.train()
-    while _within(total_tokens, seen) and _within(max_seconds, time.process_time() - start):
+    while _within(total_tokens, seen) and _within(max_seconds, training_seconds()):
         batch = next(batches)
         loss, grad_norm = _fit_step(model, optimizer, batch, temperature, vocab_limit, max_grad_norm, autocast)
         seen += int(batch.response_mask.sum())
         row = {"supervised/loss": loss, "supervised/tokens": float(seen), "supervised/grad_norm": grad_norm}
-        rows.append({**row, "supervised/cpu_seconds": time.process_time() - start})
+        rows.append({**row, "supervised/cpu_seconds": training_seconds()})
         if on_step is not None:
             on_step(rows[-1])
     model.eval()
@@ -195,17 +207,23 @@ class WarmStartMixin:
         max_seconds: float | None = None,
         learning_rate: float = 5e-5,
         batch_size: int = 8,
+        selection: ValidationSelection | None = None,
     ) -> list[dict[str, float]]:
         """Supervised warm start: teacher forcing on the training env's references (see the module docstring).
 
         Call it before :meth:`learn`. It trains on the task and split of the training env (its
-        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger.
+        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger. With a
+        KL penalty (GRPO's ``beta``, PPO's ``kl_coef``), the warm-started weights become the
+        reference policy (a frozen copy, saved with the trainer).
 
         Args:
             total_tokens: Reference tokens to train on.
             max_seconds: Or a budget of process CPU-seconds (whichever ends first).
             learning_rate: AdamW step size of the warm start.
             batch_size: Samples per optimizer step.
+            selection: Evaluate on validation before the first step, on its schedule, and after the
+                last step, keeping the best weights (phase ``"supervised"``; the step counts this
+                trainer's warm-start steps). ``max_seconds`` leaves its CPU time out.
 
         Returns:
             One row per optimizer step (loss, tokens so far, gradient norm, CPU-seconds).
@@ -223,6 +241,10 @@ class WarmStartMixin:
             raise TypeError(
                 f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}."
             )
+        first = len(self.supervised_history)  # optimizer steps of earlier warm starts
+        eval_start = selection.eval_cpu_seconds if selection is not None else 0.0
+        if selection is not None:
+            selection.maybe_evaluate(self, step=first, phase="supervised", train_cpu_seconds=0.0, timesteps=0)
         rows = teacher_forcing(
             self.policy,
             sub_envs[0].unwrapped,
@@ -235,11 +257,35 @@ class WarmStartMixin:
             seed=int(self._np_random.integers(2**31)),
             device=self.device,
             autocast=self._autocast,
-            on_step=self._log_supervised_step,
+            on_step=self._warm_start_step(selection, first),
+            excluded_seconds=(lambda: selection.eval_cpu_seconds - eval_start) if selection is not None else None,
         )
         self._weights_changed()
+        if self._kl_penalized:  # the KL to the warm-started model, not to the untrained one
+            self._reference = self._make_reference()
         self.supervised_history += rows
+        if selection is not None and rows:  # the last weights are a candidate too
+            seconds, tokens = rows[-1]["supervised/cpu_seconds"], int(rows[-1]["supervised/tokens"])
+            selection.finish(
+                self, step=first + len(rows), phase="supervised", train_cpu_seconds=seconds, timesteps=tokens
+            )
         return rows
+
+    def _warm_start_step(self, selection: ValidationSelection | None, first: int) -> Callable[[dict[str, float]], None]:
+        """The warm start's ``on_step``: log the row, then let ``selection`` evaluate if it is due."""
+        step = first
+
+        def on_step(row: dict[str, float]) -> None:
+            nonlocal step
+            self._log_supervised_step(row)
+            step += 1
+            if selection is not None:
+                seconds, tokens = row["supervised/cpu_seconds"], int(row["supervised/tokens"])
+                selection.maybe_evaluate(
+                    self, step=step, phase="supervised", train_cpu_seconds=seconds, timesteps=tokens
+                )
+
+        return on_step
 
     def _log_supervised_step(self, row: dict[str, float]) -> None:
         """Write one warm-start row to the trainer's logger, at its token count."""

@@ -15,6 +15,7 @@ It also scores replies under the current policy (:meth:`_score`) and under the f
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections import defaultdict
 from typing import Any
 
@@ -114,14 +115,32 @@ class UpdateMixin:
                 group_size=self._prompt_group if self.accelerator is None else 1,
             )
 
+    @property
+    def _kl_penalized(self) -> bool:
+        """Hook: whether the loss penalises the KL to the reference policy (GRPO's ``beta``, PPO's ``kl_coef``)."""
+        return False
+
+    def _make_reference(self) -> torch.nn.Module:
+        """A frozen copy of the policy's LM as it is now (eval mode, no gradients).
+
+        It becomes the KL reference after a warm start (see ``warm_start``): RL is then held near
+        what the warm start learned, not near the untrained model. With LoRA the adapters are
+        merged into the copy's weights (one plain LM, as without LoRA), because disabling the
+        adapters, the reference before any warm start, gives the base model, not the warm-started one.
+        """
+        if self.policy.lora_config is None:
+            return self.policy.make_reference()
+        return copy.deepcopy(self.policy.lm).merge_and_unload().eval().requires_grad_(False)
+
     @torch.no_grad()
     def _reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
         """Reply log-probs ``(B, T)`` under the reference policy, scored in micro-batches.
 
-        With LoRA the reference is the same LM with its adapters disabled (no second copy);
-        otherwise a frozen copy made on first use.
+        The reference is the frozen copy in ``_reference`` when there is one (made after a warm
+        start, or on first use without LoRA); else, with LoRA, the same LM with its adapters
+        disabled (no second copy).
         """
-        if self.policy.lora_config is not None:
+        if self._reference is None and self.policy.lora_config is not None:
             context, model = self.policy.reference(), self.policy
         else:
             if self._reference is None:

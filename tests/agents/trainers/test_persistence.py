@@ -66,6 +66,7 @@ def test_load_names_the_archive_when_it_is_broken(tmp_path):
     "make",
     [
         lambda: grpo(beta=0.1),
+        lambda: grpo(baseline="scst"),
         lambda: SequencePPO(
             "tiny",
             "TextGen-EchoLetter-v0",
@@ -78,7 +79,7 @@ def test_load_names_the_archive_when_it_is_broken(tmp_path):
             kl_target=0.5,
         ),
     ],
-    ids=["grpo-kl", "ppo-adaptive-kl"],
+    ids=["grpo-kl", "grpo-scst", "ppo-adaptive-kl"],
 )
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, make):
     straight = make()
