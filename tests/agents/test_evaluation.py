@@ -101,6 +101,8 @@ def test_copy_prompt_replies_with_the_source_and_scores_by_hand(tmp_path):
     assert copy.metrics["bleu"] == pytest.approx(float(expected.mean()))
     # By hand: clipped n-gram precisions 5/6, 3/5, 2/4, 1/3, same length (no brevity penalty).
     assert float(expected[0]) == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25) and float(expected[1]) == 0.0
+    assert copy.per_prompt("bleu") == pytest.approx(expected[None, :])  # (1 seed, 2 prompts), in prompt order
+    assert copy.per_prompt("reward").shape == copy.per_prompt("chrf").shape == (1, 2)
     assert reference.metrics["bleu"] == pytest.approx(1.0)
 
 
