@@ -107,6 +107,7 @@ def make_selection(args: Args, env_id: str) -> ValidationSelection:
         env_id,
         env_kwargs_of(args),
         split="validation",
+        eval_every=None,  # by training CPU time only: one schedule for teacher forcing and RL alike
         eval_every_seconds=args.eval_every_minutes * 60,
         metric="bleu",
         max_prompts=args.val_prompts or None,
@@ -176,7 +177,9 @@ def train_supervised_rl(args: Args, trainer: GRPO, env_id: str, seed: int) -> Ar
     )
     sft_seconds = time.process_time() - start - selection.eval_cpu_seconds
     budget = TrainingCPUBudget(args.minutes * 60 - sft_seconds, selection)
-    trainer.learn(FOREVER, callback=[selection.callback(), budget], checkpoint_on_interrupt=None)
+    # The offset makes the RL rows count training CPU time from the start of the arm, as the plot draws them.
+    callbacks = [selection.callback(train_cpu_offset=sft_seconds), budget]
+    trainer.learn(FOREVER, callback=callbacks, checkpoint_on_interrupt=None)
     return _finish(args, trainer, selection, env_id, "supervised+RL", seed, sft_seconds + budget.used())
 
 
@@ -193,6 +196,7 @@ def _finish(
 ) -> ArmRun:
     """Restore the model selected on validation, save it if asked, and play it once on test."""
     selection.restore_best(trainer)
+    selection.close()
     if args.save:
         trainer.save(Path(args.save) / args.name / f"{env_id}_{arm.replace('+', '_')}_seed{seed}.zip")
     sft_tokens = int(trainer.supervised_history[-1]["supervised/tokens"]) if trainer.supervised_history else 0
