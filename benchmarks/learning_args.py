@@ -61,7 +61,7 @@ class Args:
     def __post_init__(self) -> None:
         if self.quick:
             self.model, self.tasks, self.max_new_tokens, self.reward = "tiny", ["TextGen-EchoLetter-v0"], 4, "chrf"
-            self.minutes, self.sft_minutes, self.eval_every_minutes = 0.025, 0.0125, 0.005
+            self.minutes, self.sft_minutes, self.eval_every_minutes = 0.02, 0.01, 0.005
             self.learning_rate, self.sft_learning_rate, self.n_envs, self.group_size = 1e-2, 1e-2, 8, 4
             self.beams, self.save, self.seeds = 2, "", self.seeds if self.seeds != [0, 1, 2] else [0, 1]
             self.name = "learning_quick" if self.name == "learning" else self.name

@@ -9,11 +9,12 @@ from __future__ import annotations
 import doctest
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from benchmarks import learning, learning_args, learning_report
+from benchmarks import learning, learning_args, learning_arms, learning_report
 from benchmarks.common import read_jsonl
 
 MARKERS = "# Title\n\n<!-- learning:start -->\nold table\n<!-- learning:end -->\n\nafter\n"
@@ -24,7 +25,6 @@ def test_doctests() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.slow  # about 30 s: six trained arms, each validated several times
 def test_quick_run_writes_every_arm_seed_interval_and_selection(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(MARKERS)
@@ -76,9 +76,23 @@ def _check_trained_row(row: dict, args: dict) -> None:
     assert phases <= expected and (row["arm"] != "supervised+RL" or "supervised" in phases)
     times = [point["train_cpu_seconds"] for point in selection["history"]]
     assert times == sorted(times) and times[-1] <= row["train CPU-min"] * 60 + 1e-6
-    # Budget: at least T, and over it by no more than one step's worth (T is 1.5 s here).
+    # Budget: at least T, and over it by no more than one step's worth (T is 1.2 s here).
     assert budget * 0.97 <= row["train CPU-min"] <= budget * 1.25 + 0.5 / 60
     assert (row["SFT tokens"] > 0) == (row["arm"] != "RL") and (row["RL tokens"] > 0) == (row["arm"] != "supervised")
+
+
+def test_the_training_budget_leaves_out_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(learning_arms.time, "process_time", lambda: clock[0])
+    selection = SimpleNamespace(eval_cpu_seconds=5.0)  # a warm start's validation before learn: not ours
+    budget = learning_arms.TrainingCPUBudget(10.0, selection)
+    budget._on_training_start()
+
+    clock[0] += 8.0
+    selection.eval_cpu_seconds += 3.0  # 8 CPU-seconds passed, 3 of them validating
+    assert budget.used() == 5.0 and budget._on_step()
+    clock[0] += 5.0
+    assert budget.used() == 10.0 and not budget._on_step()  # the budget is spent: learn stops
 
 
 def test_a_failed_run_is_logged_then_raised(tmp_path: Path) -> None:
