@@ -26,9 +26,12 @@ class Args:
     task: str = field(default="", metadata={"help": "a task name or .jsonl file for every env id ('' : the env's own)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (one run per arm each)"})
     minutes: float = field(default=20.0, metadata={"help": "T: CPU-minutes of training per arm (evaluation left out)"})
-    sft_minutes: float = field(default=10.0, metadata={"help": "t: supervised+RL's teacher forcing, part of T"})
+    sft_minutes: float = field(
+        default=0.0, metadata={"help": "t: supervised+RL's teacher forcing, part of T (0: half of T)"}
+    )
     eval_every_minutes: float = field(
-        default=2.0, metadata={"help": "validation every this many training CPU-minutes, every trained arm alike"}
+        default=0.0,
+        metadata={"help": "validation every this many training CPU-minutes, every trained arm alike (0: T/10)"},
     )
     val_prompts: int = field(default=0, metadata={"help": "validation prompts per evaluation (0: the whole split)"})
     reward: str = field(
@@ -65,9 +68,14 @@ class Args:
             self.learning_rate, self.sft_learning_rate, self.n_envs, self.group_size = 1e-2, 1e-2, 8, 4
             self.beams, self.save, self.seeds = 2, "", self.seeds if self.seeds != [0, 1, 2] else [0, 1]
             self.name = "learning_quick" if self.name == "learning" else self.name
-        if not self.minutes > 0 or not 0 < self.sft_minutes < self.minutes:
+        if not self.minutes > 0:
+            raise ValueError(f"minutes: expected a positive number of CPU-minutes, got {self.minutes}.")
+        self.sft_minutes = self.sft_minutes or self.minutes / 2
+        self.eval_every_minutes = self.eval_every_minutes or self.minutes / 10
+        if not 0 < self.sft_minutes < self.minutes:
             raise ValueError(
-                f"expected minutes > 0 and 0 < sft_minutes < minutes, got {self.minutes} and {self.sft_minutes}."
+                f"sft_minutes: expected 0 < sft_minutes < minutes (or 0 for half), got {self.sft_minutes} "
+                f"with minutes {self.minutes}."
             )
         if not self.eval_every_minutes > 0:
             raise ValueError(f"eval_every_minutes: expected a positive number, got {self.eval_every_minutes}.")
@@ -105,8 +113,8 @@ def env_kwargs_of(args: Args) -> dict[str, Any]:
 def command_line(args: Args) -> str:
     """The command that reproduces ``args``: every flag that differs from its default (output folders aside).
 
-    >>> command_line(Args(tasks=["TextGen-Translate-v0"], seeds=[0], minutes=1.0, sft_minutes=0.5))
-    'python -m benchmarks.learning --tasks TextGen-Translate-v0 --seeds 0 --minutes 1 --sft-minutes 0.5'
+    >>> command_line(Args(tasks=["TextGen-Translate-v0"], seeds=[0], minutes=20.0, sft_minutes=5.0))
+    'python -m benchmarks.learning --tasks TextGen-Translate-v0 --seeds 0 --sft-minutes 5'
     """
     default = Args(quick=args.quick)  # with --quick, the flags that differ from its preset
     parts = ["python -m benchmarks.learning", *(["--quick"] if args.quick else [])]

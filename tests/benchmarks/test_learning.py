@@ -130,7 +130,8 @@ def test_summary_and_intervals_by_hand() -> None:
     ("flags", "match"),
     [
         (["--sft-minutes", "30"], "sft_minutes < minutes"),
-        (["--eval-every-minutes", "0"], "eval_every_minutes"),
+        (["--eval-every-minutes", "-1"], "eval_every_minutes"),
+        (["--minutes", "0"], "minutes: expected a positive"),
         (["--baseline", "critic"], "baseline"),
         (["--loss-type", "tokens"], "loss_type"),
         (["--seeds", "0", "0"], "distinct"),
@@ -142,6 +143,14 @@ def test_summary_and_intervals_by_hand() -> None:
 def test_bad_arguments(flags: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         learning.parse_args(learning.Args, flags)
+
+
+def test_defaults_follow_the_budget() -> None:
+    args = learning.parse_args(learning.Args, ["--minutes", "0.5"])
+    assert (args.sft_minutes, args.eval_every_minutes) == (0.25, 0.05)  # half of T; ten validations per arm
+    assert learning_args.command_line(args) == (
+        "python -m benchmarks.learning --minutes 0.5 --sft-minutes 0.25 --eval-every-minutes 0.05"
+    )
 
 
 def test_command_line_names_every_lever_that_differs() -> None:
