@@ -7,6 +7,7 @@ see :mod:`benchmarks.learning` for what the arms are.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,8 @@ def readme_section(args: Args, report: dict[str, Any]) -> str:
     for env in args.tasks:
         _, summary, found = task_tables(report, env)
         parts += [f"**{env}** (mean ± standard deviation over seeds):", summary, _INTERVALS_NOTE, found]
-    stem = f"benchmarks/results/{args.name}"
+    home = Path(args.readme).resolve().parent if args.readme else Path.cwd()  # links relative to the README
+    stem = Path(os.path.relpath(Path(args.out) / args.name, home)).as_posix()
     parts.append(
         f"Per-seed rows with examples: [{args.name}.md]({stem}.md); validation curves: [{args.name}.png]({stem}.png)."
     )

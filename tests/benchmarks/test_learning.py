@@ -60,6 +60,7 @@ def test_quick_run_writes_every_arm_seed_interval_and_selection(tmp_path: Path) 
     section = readme.read_text()
     assert "old table" not in section and "python -m benchmarks.learning --quick" in section
     assert section.endswith("<!-- learning:end -->\n\nafter\n") and "| supervised+RL − beam |" in section
+    assert "[learning_quick.md](learning_quick.md)" in section  # links relative to the README
     (record,) = read_jsonl(tmp_path / learning.RUNS_LOG)
     assert record["status"] == "ok" and record["args"] == args and len(record["intervals"]) == 4
     assert not list(tmp_path.glob(".*tmp-*"))  # the atomic writes left no temporary file
