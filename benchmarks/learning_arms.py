@@ -142,7 +142,8 @@ def train_supervised_rl(args: Args, trainer: GRPO, env_id: str, seed: int) -> Ar
     selection = make_selection(args, env_id)
     sft_seconds = _training_seconds(selection, lambda: _warm_start(args, trainer, selection, args.sft_minutes))
     # The offset makes the RL rows count training CPU time from the start of the arm, as the plot draws them.
-    callback = selection.callback(train_cpu_offset=sft_seconds, max_train_cpu_seconds=args.minutes * 60 - sft_seconds)
+    rest = max(args.minutes * 60 - sft_seconds, 1e-3)  # the warm start may overshoot t by one step, never T
+    callback = selection.callback(train_cpu_offset=sft_seconds, max_train_cpu_seconds=rest)
     rl_seconds = _training_seconds(selection, lambda: _learn(trainer, callback))
     return _finish(args, trainer, selection, env_id, "supervised+RL", seed, sft_seconds + rl_seconds)
 
