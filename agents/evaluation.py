@@ -95,6 +95,24 @@ class Evaluation:
             f"{metric}_std": self.metrics_std.get(metric, 0.0),
         }
 
+    def per_prompt(self, metric: str = "bleu") -> np.ndarray:
+        """Each prompt's score, ``(seeds, prompts)`` in prompt order, for paired comparisons of agents.
+
+        ``"bleu"`` and ``"chrf"`` are scored against the references, as in :func:`score_episodes`
+        (so a row's mean is ``metrics[metric]`` for one seed); any other name is an env score (``"reward"``).
+        """
+        from text_gym.rewards import sentence_bleu, sentence_chrf
+
+        scorers = {"bleu": sentence_bleu, "chrf": sentence_chrf}
+        rows = []
+        for episodes in self.episodes:
+            if metric in scorers:
+                texts, refs = [e["text"] for e in episodes], [e["references"] for e in episodes]
+                rows.append(np.asarray(scorers[metric](texts, refs), dtype=float))
+            else:
+                rows.append(np.array([e["scores"][metric] for e in episodes], dtype=float))
+        return np.stack(rows)
+
     def samples(self, n: int = 3) -> list[tuple[str, str, float]]:
         """The first ``n`` ``(prompt, reply, reward)`` of the first seed."""
         return [(e["prompt"], e["text"], e["scores"].get("reward", float("nan"))) for e in self.episodes[0][:n]]

@@ -181,12 +181,20 @@ def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = N
     return "\n".join(lines)
 
 
-def write_report(out_dir: str | Path, name: str, args: Any, rows: list[dict[str, Any]], table: str) -> Path:
-    """Write ``<name>.json`` (rows, arguments, git SHA, machine, date) and ``<name>.md`` into ``out_dir``."""
+def write_report(
+    out_dir: str | Path,
+    name: str,
+    args: Any,
+    rows: list[dict[str, Any]],
+    table: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<name>.json`` (rows, arguments, git SHA, machine, date, and ``extra``'s keys) and ``<name>.md``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"benchmark": name, **provenance(args)}
-    atomic_write_text(out / f"{name}.json", json.dumps({**meta, "rows": rows}, indent=2, default=str))
+    record = {**meta, **(extra or {}), "rows": rows}
+    atomic_write_text(out / f"{name}.json", json.dumps(record, indent=2, default=str))
     header = f"_{meta['date']} · commit {meta['git_sha']} · {machine_text(meta['machine'])}_\n\n"
     return atomic_write_text(out / f"{name}.md", header + table + "\n")
 

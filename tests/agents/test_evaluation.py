@@ -116,6 +116,19 @@ def test_the_reference_ceiling_plays_at_the_same_budget():
     assert long["bleu"] == pytest.approx(1.0) and short["bleu"] < 0.5 and short["length"] == 4
 
 
+def test_per_prompt_scores_in_prompt_order():
+    kwargs = {"tokenizer": "tiny", "max_new_tokens": 4}  # copies cut short: BLEU between 0 and 1
+    copy = evaluate(lambda envs, seed: CopyPromptAgent(envs), "TextGen-Copy-v0", kwargs, n_episodes=5, verbose=False)
+    episodes = copy.episodes[0]
+    expected = sentence_bleu([e["text"] for e in episodes], [e["references"] for e in episodes])
+
+    bleu = copy.per_prompt("bleu")
+    assert bleu.shape == (1, 5) and bleu[0] == pytest.approx(expected)  # (1 seed, 5 prompts), in prompt order
+    assert bleu.mean() == pytest.approx(copy.metrics["bleu"]) and 0 < bleu.mean() < 1
+    assert copy.per_prompt("chrf").mean() == pytest.approx(copy.metrics["chrf"])
+    assert copy.per_prompt("reward")[0].tolist() == [e["scores"]["reward"] for e in episodes]
+
+
 def test_margins_and_bad_arguments():
     rows = [
         {"agent": "untrained greedy", "bleu": 0.1},
