@@ -36,10 +36,11 @@ SB3_README = {
     "env_id": "TextGen-Copy-v0",
     "n_envs": 8,
     "n_steps": 64,
-    "batch_size": 128,
+    "batch_size": 512,
     "n_epochs": 1,
     "learning_rate": 1e-4,
     "lora": {"r": 16},
+    "gradient_checkpointing": True,
 }
 CONFIGS = ("grpo-lora", "grpo-full", "sb3-readme")
 
@@ -99,7 +100,11 @@ def _sb3_readme(args: Args) -> tuple[Any, int]:
     model = PPO(
         LMPolicy,
         env,
-        policy_kwargs={"model": args.model, "lora": cfg["lora"]},
+        policy_kwargs={
+            "model": args.model,
+            "lora": cfg["lora"],
+            "gradient_checkpointing": cfg["gradient_checkpointing"],
+        },
         n_steps=cfg["n_steps"],
         batch_size=cfg["batch_size"],
         n_epochs=cfg["n_epochs"],
