@@ -13,6 +13,9 @@ its ``learn`` call. Configurations:
   ``kl_coef > 0``; here ``kl_coef=0`` as in GRPO's default, so there is none).
 - ``sb3-readme``: the README's Stable-Baselines3 recipe as written (PPO + ``LMPolicy`` with LoRA on
   ``TextGen-Copy-v0``, 8 envs), ``learn`` of one rollout.
+- ``-lowmem`` variants: the same with gradient checkpointing and ``MALLOC_MMAP_THRESHOLD_=262144``
+  in the child's environment: glibc then returns freed buffers above 256 kB to the system at once,
+  instead of keeping them in a heap that fragments (more page faults, so more CPU time).
 
 Peak RSS includes the Python interpreter and the imported libraries (about 0.5 GB for torch,
 transformers and SB3), which the ``loaded`` column shows before training starts.
@@ -21,6 +24,7 @@ transformers and SB3), which the ``loaded`` column shows before training starts.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -42,7 +46,10 @@ SB3_README = {
     "lora": {"r": 16},
     "gradient_checkpointing": True,
 }
-CONFIGS = ("grpo-lora", "grpo-full", "sb3-readme")
+CONFIGS = ("grpo-lora", "grpo-lora-lowmem", "grpo-full", "sb3-readme", "sb3-readme-lowmem")
+# "-lowmem": gradient checkpointing, and glibc told to return freed buffers above 256 kB to the
+# system (its dynamic mmap threshold otherwise keeps freed activations in a fragmented heap).
+LOWMEM_ENV = {"MALLOC_MMAP_THRESHOLD_": "262144"}
 
 
 @dataclass
@@ -72,14 +79,14 @@ def peak_rss_bytes() -> int:
     return int(peak) * (1 if sys.platform == "darwin" else 1024)
 
 
-def _grpo(args: Args, lora: bool) -> Any:
+def _grpo(args: Args, lora: bool, checkpointing: bool) -> Any:
     from agents.trainers.grpo import GRPO
 
     return GRPO(
         args.model,
         "TextGen-v0",
         env_kwargs={"tokenizer": args.model, "max_new_tokens": args.max_new_tokens},
-        policy_kwargs={"lora": {"r": 16}} if lora else None,
+        policy_kwargs={"lora": {"r": 16} if lora else None, "gradient_checkpointing": checkpointing},
         n_envs=args.n_envs,
         group_size=4,
         n_epochs=1,
@@ -118,10 +125,11 @@ def _sb3_readme(args: Args) -> tuple[Any, int]:
 def run_child(args: Args) -> dict[str, Any]:
     """Build configuration ``args.child``, train it for one iteration; return its memory and CPU time."""
     set_threads(args.threads)
-    if args.child == "sb3-readme":
+    if args.child.startswith("sb3-readme"):
         model, steps = _sb3_readme(args)
     else:
-        model, steps = _grpo(args, lora=args.child == "grpo-lora"), 1
+        lora, checkpointing = args.child.startswith("grpo-lora"), args.child.endswith("-lowmem")
+        model, steps = _grpo(args, lora, checkpointing), 1
     loaded = rss_bytes()
     start = time.process_time()
     model.learn(steps)
@@ -144,7 +152,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         command = [sys.executable, "-m", "benchmarks.memory", "--child", name, "--model", args.model]
         command += ["--n-envs", str(args.n_envs), "--max-new-tokens", str(args.max_new_tokens)]
         command += ["--threads", str(args.threads), "--quick" if args.quick else "--no-quick"]
-        done = subprocess.run(command, capture_output=True, text=True)
+        env = {**os.environ, **(LOWMEM_ENV if name.endswith("-lowmem") else {})}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"configuration {name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
