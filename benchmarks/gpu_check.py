@@ -53,7 +53,9 @@ class Args:
 
 
 def _env_kwargs(args: Args) -> dict[str, Any]:
-    return {"tokenizer": args.model, "max_new_tokens": 8}
+    # chrF scores partial matches, so even a random model's replies differ in reward and GRPO's
+    # group advantages are not all zero.
+    return {"tokenizer": args.model, "max_new_tokens": 8, "reward": "chrf"}
 
 
 def _weights(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -65,7 +67,7 @@ def _grpo(args: Args, **kwargs: Any) -> Any:
 
     settings: dict[str, Any] = dict(n_envs=8, group_size=4, learning_rate=1e-5, seed=0, verbose=0)
     settings.update(kwargs)
-    return GRPO(args.model, "TextGen-EchoLetter-v0", env_kwargs=_env_kwargs(args), device=args.device, **settings)
+    return GRPO(args.model, "TextGen-Copy-v0", env_kwargs=_env_kwargs(args), device=args.device, **settings)
 
 
 def check_lmpolicy_ppo(args: Args) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def check_lmpolicy_ppo(args: Args) -> dict[str, Any]:
     from agents.sb3.policy import LMPolicy
 
     kwargs = {**_env_kwargs(args), "render_mode": None}
-    env = make_vec_env("TextGen-EchoLetter-v0", n_envs=4, env_kwargs=kwargs, seed=0)
+    env = make_vec_env("TextGen-Copy-v0", n_envs=4, env_kwargs=kwargs, seed=0)
     policy_kwargs = {"model": args.model, "lora": {"r": 8}, "device": args.device}
     model = PPO(
         LMPolicy,
@@ -126,7 +128,7 @@ def check_save_resume(args: Args, folder: str) -> dict[str, Any]:
     first.learn(64)
     path = first.save(os.path.join(folder, "gpu_check_resume.zip"))
     torch.rand(3, device=args.device)  # the resumed process's random states differ; the archive restores them
-    resumed = type(first).load(path, device=args.device)
+    resumed = type(first).load(path, device=args.device, verbose=0)
     resumed.learn(64, reset_num_timesteps=False)
     pairs = list(zip(_weights(straight.policy), _weights(resumed.policy), strict=True))
     gap = max(float((a.float() - b.float()).abs().max()) for a, b in pairs)
@@ -153,9 +155,7 @@ def check_evaluator(args: Args) -> dict[str, Any]:
     from agents.evaluation import evaluate
 
     trainer = _grpo(args)
-    result = evaluate(
-        GreedyLMAgent(trainer.policy), "TextGen-EchoLetter-v0", _env_kwargs(args), n_episodes=16, verbose=False
-    )
+    result = evaluate(GreedyLMAgent(trainer.policy), "TextGen-Copy-v0", _env_kwargs(args), n_episodes=16, verbose=False)
     return {"metrics": {k: float(v) for k, v in result.metrics.items()}}
 
 
