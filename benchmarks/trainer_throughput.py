@@ -46,8 +46,9 @@ class Args:
     max_new_tokens: int = field(default=32, metadata={"help": "reply budget"})
     iterations: int = field(default=2, metadata={"help": "measured iterations per trainer (after a warm-up)"})
     trainers: list = field(
-        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo"], metadata={"help": "which to run"}
+        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo", "warm-start"], metadata={"help": "which to run"}
     )
+    profile: bool = field(default=True, metadata={"help": "profile one more GRPO iteration (torch.profiler)"})
     threads: int = field(
         default=0,
         metadata={
@@ -83,6 +84,8 @@ def time_ours(args: Args, algo: str) -> dict[str, Any]:
     else:
         trainer = SequencePPO(args.model, args.env_id, env_kwargs=env_kwargs(args), kl_coef=0.05, **kwargs)
     trainer.learn(1)  # warm-up: one iteration (and the reference copy for PPO's KL)
+    if algo == "grpo" and args.profile:
+        PROFILE["grpo"] = profile_iteration(trainer)
     tokens, seconds, cpu = 0, 0.0, 0.0
     for _ in range(args.iterations):
         before = trainer.num_timesteps
@@ -94,6 +97,27 @@ def time_ours(args: Args, algo: str) -> dict[str, Any]:
     row = trainer.history[-1]
     share = row["time/rollout_s"] / (row["time/rollout_s"] + row["time/update_s"])
     return {"tokens": tokens, "seconds": seconds, "cpu seconds": cpu, "rollout share": share}
+
+
+def profile_iteration(trainer: Any, rows: int = 15) -> str:
+    """One ``learn`` iteration under ``torch.profiler``: the operators that took the most CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.learn(1, reset_num_timesteps=False)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+
+
+def time_warm_start(args: Args, total_tokens: int = 512) -> dict[str, Any]:
+    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on."""
+    from agents.trainers.grpo import GRPO
+
+    trainer = GRPO(args.model, args.env_id, env_kwargs=env_kwargs(args), n_envs=args.n_envs, verbose=0, seed=0)
+    trainer.warm_start(64, batch_size=8)  # warm-up step
+    start, start_cpu = time.perf_counter(), time.process_time()
+    rows = trainer.warm_start(total_tokens, batch_size=8)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {"tokens": int(rows[-1]["supervised/tokens"]), "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
 
 
 def time_sb3_ppo(args: Args) -> dict[str, Any]:
@@ -135,8 +159,8 @@ def time_trl_grpo(args: Args) -> dict[str, Any] | None:
         learning_rate=1e-5,
         beta=0.0,
         num_iterations=1,
-        use_cpu=True,
-        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -181,7 +205,9 @@ LABELS = {
     "ppo": "SequencePPO (agents)",
     "sb3-ppo": "SB3 PPO + LMPolicy",
     "trl-grpo": "TRL GRPOTrainer",
+    "warm-start": "warm start (agents), reply tokens trained",
 }
+PROFILE: dict[str, str] = {}  # filled by time_ours: the profile of one GRPO iteration
 
 
 def main(args: Args) -> list[dict[str, Any]]:
@@ -192,6 +218,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         print(f"--- {LABELS[name]}", flush=True)
         if name in ("grpo", "ppo"):
             result = time_ours(args, name)
+        elif name == "warm-start":
+            result = time_warm_start(args)
         else:
             result = time_sb3_ppo(args) if name == "sb3-ppo" else time_trl_grpo(args)
         if result is None:
@@ -211,6 +239,9 @@ def main(args: Args) -> list[dict[str, Any]]:
     for base_name, short in (("SB3 PPO + LMPolicy", "SB3 PPO"), ("TRL GRPOTrainer", "TRL")):
         base = next((r for r in rows if r["trainer"] == base_name), None)
         for row in rows:
+            if row["trainer"] == LABELS["warm-start"]:  # another kind of token: no ratio
+                row[f"x {short} (wall)"] = row[f"x {short} (CPU)"] = "-"
+                continue
             row[f"x {short} (wall)"] = row["tokens/s"] / base["tokens/s"] if base else "-"
             row[f"x {short} (CPU)"] = row["tokens per CPU-s"] / base["tokens per CPU-s"] if base else "-"
     table = markdown_table(rows)
@@ -218,6 +249,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         f"{args.model}, {args.env_id}, batch {args.n_envs} ({args.n_envs // args.group_size} prompts x {args.group_size}), "
         f"{args.max_new_tokens} new tokens, {torch.get_num_threads()} torch threads\n\n"
     )
+    if PROFILE:
+        table += "\n\nOne GRPO iteration under torch.profiler, by self CPU time:\n\n```\n" + PROFILE["grpo"] + "\n```"
     path = write_report(args.out, "trainer_throughput", args, rows, header + table)
     plot(rows, args)
     print(f"\n{header}{table}\n\nwritten to {path}")
