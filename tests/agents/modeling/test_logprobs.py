@@ -96,3 +96,30 @@ def test_score_tokens_equals_full_logits_log_softmax(reference):
     for name, p in model.named_parameters():
         if name in grads:
             torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4)
+
+
+def test_micro_batches_drop_padding_columns_and_score_the_same():
+    policy = LMActorCritic("tiny", device="cpu", dtype=torch.float32)
+    batch = episodes(policy)
+    part = batch.select([1, 2])  # prompts of 5 and 4 tokens, replies of 2 and 3: one padding column each side
+    assert part.prompt_ids.shape[1] == 5 and part.response_ids.shape[1] == 3
+    part_rows = batch.select([2])
+    assert part_rows.prompt_ids.shape[1] == 4 and part_rows.response_ids.shape[1] == 3
+    with torch.no_grad():
+        whole, _, _ = score_tokens(policy, batch, vocab_limit=50)
+        trimmed, _, _ = score_tokens(policy, part_rows, vocab_limit=50)
+    torch.testing.assert_close(trimmed[0], whole[2, :3], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.cuda
+def test_token_logprobs_under_bf16_autocast_on_cuda():
+    head = torch.nn.Linear(64, 1000, device="cuda")
+    hidden = torch.randn(300, 64, device="cuda", requires_grad=True)
+    tokens = torch.randint(0, 1000, (300,), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        expected, _ = plain(head(hidden), tokens, 1.0, 1000)
+        got, _ = token_logprobs(head, hidden, tokens, chunk_size=128)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
+    got.sum().backward()
+    assert torch.isfinite(hidden.grad).all()
