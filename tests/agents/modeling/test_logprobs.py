@@ -123,3 +123,16 @@ def test_token_logprobs_under_bf16_autocast_on_cuda():
     torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
     got.sum().backward()
     assert torch.isfinite(hidden.grad).all()
+
+
+def test_sample_tokens_draws_from_the_softmax_and_never_a_masked_token():
+    from agents.modeling.tokens import sample_tokens
+
+    logits = torch.log(torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0])).repeat(20_000, 1)  # -inf on tokens 1 and 4
+    generator = torch.Generator().manual_seed(0)
+    draws = sample_tokens(logits, generator=generator)
+    counts = torch.bincount(draws, minlength=5).float() / len(draws)
+    assert counts[1] == counts[4] == 0
+    torch.testing.assert_close(counts, torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0]), atol=0.015, rtol=0)
+    again = sample_tokens(logits, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)  # reproducible from the generator
