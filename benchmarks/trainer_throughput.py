@@ -10,7 +10,7 @@ and token budget, and the table reports each as a ratio to stock SB3 PPO with ``
 - ``GRPO`` and ``SequencePPO`` (this package): one iteration is one rollout of ``n_envs`` episodes
   through the vector env with a KV cache, then one update epoch (one forward per episode).
 - ``SB3 PPO + LMPolicy``: ``n_steps = max_new_tokens`` steps of ``n_envs`` envs, then one epoch
-  of SB3's minibatches (each step is its own sample).
+  in one minibatch (each step is its own sample; the README's recipe).
 - ``TRL GRPOTrainer``: ``per_device_train_batch_size = n_envs``, ``num_generations = group_size``,
   ``max_completion_length = max_new_tokens``, the env's reward as a reward function; tokens are
   counted from the completions it scores.
@@ -122,7 +122,8 @@ def time_warm_start(args: Args, total_tokens: int = 512) -> dict[str, Any]:
 
 def time_sb3_ppo(args: Args) -> dict[str, Any]:
     """Time one iteration of stock SB3 PPO with ``LMPolicy`` (every token its own sample)."""
-    model = sb3_ppo(args.model, args.env_id, args.n_envs, args.max_new_tokens, seed=0)
+    # One minibatch per rollout, as the README recommends: each episode's forward pass serves all its steps.
+    model = sb3_ppo(args.model, args.env_id, args.n_envs, args.max_new_tokens, seed=0, batch_size=1 << 30)
     start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(args.n_envs * args.max_new_tokens)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
