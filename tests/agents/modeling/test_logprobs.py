@@ -136,3 +136,22 @@ def test_sample_tokens_draws_from_the_softmax_and_never_a_masked_token():
     torch.testing.assert_close(counts, torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0]), atol=0.015, rtol=0)
     again = sample_tokens(logits, generator=torch.Generator().manual_seed(0))
     assert torch.equal(draws, again)  # reproducible from the generator
+
+
+def test_shared_prompts_score_the_same_through_a_transformers_reference():
+    policy = LMActorCritic("tiny", device="cpu", dtype=torch.float32)
+    reference = policy.make_reference()
+    batch = episodes(policy)
+    rows = torch.tensor([0, 0, 2, 2])  # two groups of two replies to one prompt
+    batch.prompt_ids, batch.prompt_mask = batch.prompt_ids[rows], batch.prompt_mask[rows]
+    batch.response_ids = torch.stack(
+        [batch.response_ids[0], batch.response_ids[1], batch.response_ids[2], batch.response_ids[0]]
+    )
+    batch.response_mask = torch.stack(
+        [batch.response_mask[0], batch.response_mask[1], batch.response_mask[2], batch.response_mask[0]]
+    )
+    with torch.no_grad():
+        shared, _, shared_ent = score_tokens(reference, batch, vocab_limit=50, group_size=2)
+        plain_rows, _, plain_ent = score_tokens(reference, batch, vocab_limit=50, group_size=1)
+    torch.testing.assert_close(shared, plain_rows, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared_ent, plain_ent, atol=1e-5, rtol=1e-5)
