@@ -5,9 +5,9 @@ logits, so the float32 logits of a 16 x 33 batch take 100 MB, and log-softmax, t
 entropy and their gradients make several copies. Training needs only the log-probability of the
 token that was chosen (and, for logging, the entropy), so :func:`token_logprobs` applies the head
 to a chunk of positions at a time, reduces each chunk to a ``logsumexp`` and one gathered logit
-("selective log-softmax"), and keeps nothing of size ``V`` for the backward pass: under
-autograd, each chunk is recomputed in the backward pass (activation checkpointing), which costs
-one more head projection and bounds the logits' memory by one chunk.
+("selective log-softmax"). Under autograd, every chunk but the last is recomputed in the
+backward pass (activation checkpointing) instead of keeping its logits, which costs one more head
+projection for those positions and bounds the logits' memory by about two chunks.
 
 :func:`logprobs_from_logits` is the formula itself, for callers that have the logits anyway (a
 rollout samples from them); both give the same numbers.
@@ -80,8 +80,8 @@ def token_logprobs(
     """Apply ``head`` to ``hidden`` chunk by chunk; return the chosen tokens' log-probs (and entropy).
 
     The same numbers and gradients as ``logprobs_from_logits(head(hidden), tokens, ...)``, with
-    at most ``chunk_size`` positions of logits alive at a time, in the forward and in the
-    backward pass.
+    the logits of at most two chunks of ``chunk_size`` positions alive at a time, in the forward
+    and in the backward pass.
 
     Args:
         head: The LM head (``nn.Linear(H, V)`` or anything mapping ``(n, H)`` to ``(n, V)``).
@@ -104,10 +104,13 @@ def token_logprobs(
     def chunk(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return logprobs_from_logits(head(h), t, temperature, vocab_limit, entropy, entropy_grad)
 
-    recompute = torch.is_grad_enabled()
+    chunks = list(zip(flat_hidden.split(chunk_size), flat_tokens.split(chunk_size)))
     parts = []
-    for h, t in zip(flat_hidden.split(chunk_size), flat_tokens.split(chunk_size)):
-        if recompute:  # keep no (n, V) tensor for backward: recompute the chunk then
+    for index, (h, t) in enumerate(chunks):
+        # Under autograd, every chunk but the last keeps no (n, V) tensor for backward and is
+        # recomputed then; the last one's logits are kept: one chunk's worth of memory, and no
+        # recomputation at all when everything fits in one chunk.
+        if torch.is_grad_enabled() and index < len(chunks) - 1:
             parts.append(checkpoint(chunk, h, t, use_reentrant=False, preserve_rng_state=False))
         else:
             parts.append(chunk(h, t))
