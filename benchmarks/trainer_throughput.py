@@ -10,7 +10,7 @@ and token budget, and the table reports each as a ratio to stock SB3 PPO with ``
 - ``GRPO`` and ``SequencePPO`` (this package): one iteration is one rollout of ``n_envs`` episodes
   through the vector env with a KV cache, then one update epoch (one forward per episode).
 - ``SB3 PPO + LMPolicy``: ``n_steps = max_new_tokens`` steps of ``n_envs`` envs, then one epoch
-  of SB3's minibatches (each step is its own sample).
+  in one minibatch (each step is its own sample; the README's recipe).
 - ``TRL GRPOTrainer``: ``per_device_train_batch_size = n_envs``, ``num_generations = group_size``,
   ``max_completion_length = max_new_tokens``, the env's reward as a reward function; tokens are
   counted from the completions it scores.
@@ -46,8 +46,9 @@ class Args:
     max_new_tokens: int = field(default=32, metadata={"help": "reply budget"})
     iterations: int = field(default=2, metadata={"help": "measured iterations per trainer (after a warm-up)"})
     trainers: list = field(
-        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo"], metadata={"help": "which to run"}
+        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo", "warm-start"], metadata={"help": "which to run"}
     )
+    profile: bool = field(default=True, metadata={"help": "profile one more GRPO iteration (torch.profiler)"})
     threads: int = field(
         default=0,
         metadata={
@@ -83,6 +84,8 @@ def time_ours(args: Args, algo: str) -> dict[str, Any]:
     else:
         trainer = SequencePPO(args.model, args.env_id, env_kwargs=env_kwargs(args), kl_coef=0.05, **kwargs)
     trainer.learn(1)  # warm-up: one iteration (and the reference copy for PPO's KL)
+    if algo == "grpo" and args.profile:
+        PROFILE["grpo"] = profile_iteration(trainer)
     tokens, seconds, cpu = 0, 0.0, 0.0
     for _ in range(args.iterations):
         before = trainer.num_timesteps
@@ -96,9 +99,31 @@ def time_ours(args: Args, algo: str) -> dict[str, Any]:
     return {"tokens": tokens, "seconds": seconds, "cpu seconds": cpu, "rollout share": share}
 
 
+def profile_iteration(trainer: Any, rows: int = 15) -> str:
+    """One ``learn`` iteration under ``torch.profiler``: the operators that took the most CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.learn(1, reset_num_timesteps=False)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+
+
+def time_warm_start(args: Args, total_tokens: int = 512) -> dict[str, Any]:
+    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on."""
+    from agents.trainers.grpo import GRPO
+
+    trainer = GRPO(args.model, args.env_id, env_kwargs=env_kwargs(args), n_envs=args.n_envs, verbose=0, seed=0)
+    trainer.warm_start(64, batch_size=8)  # warm-up step
+    start, start_cpu = time.perf_counter(), time.process_time()
+    rows = trainer.warm_start(total_tokens, batch_size=8)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {"tokens": int(rows[-1]["supervised/tokens"]), "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
+
+
 def time_sb3_ppo(args: Args) -> dict[str, Any]:
     """Time one iteration of stock SB3 PPO with ``LMPolicy`` (every token its own sample)."""
-    model = sb3_ppo(args.model, args.env_id, args.n_envs, args.max_new_tokens, seed=0)
+    # One minibatch per rollout, as the README recommends: each episode's forward pass serves all its steps.
+    model = sb3_ppo(args.model, args.env_id, args.n_envs, args.max_new_tokens, seed=0, batch_size=1 << 30)
     start, start_cpu = time.perf_counter(), time.process_time()
     model.learn(args.n_envs * args.max_new_tokens)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
@@ -135,8 +160,8 @@ def time_trl_grpo(args: Args) -> dict[str, Any] | None:
         learning_rate=1e-5,
         beta=0.0,
         num_iterations=1,
-        use_cpu=True,
-        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
         report_to="none",
         save_strategy="no",
         logging_steps=1,
@@ -181,7 +206,9 @@ LABELS = {
     "ppo": "SequencePPO (agents)",
     "sb3-ppo": "SB3 PPO + LMPolicy",
     "trl-grpo": "TRL GRPOTrainer",
+    "warm-start": "warm start (agents), reply tokens trained",
 }
+PROFILE: dict[str, str] = {}  # filled by time_ours: the profile of one GRPO iteration
 
 
 def main(args: Args) -> list[dict[str, Any]]:
@@ -192,6 +219,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         print(f"--- {LABELS[name]}", flush=True)
         if name in ("grpo", "ppo"):
             result = time_ours(args, name)
+        elif name == "warm-start":
+            result = time_warm_start(args)
         else:
             result = time_sb3_ppo(args) if name == "sb3-ppo" else time_trl_grpo(args)
         if result is None:
@@ -211,6 +240,9 @@ def main(args: Args) -> list[dict[str, Any]]:
     for base_name, short in (("SB3 PPO + LMPolicy", "SB3 PPO"), ("TRL GRPOTrainer", "TRL")):
         base = next((r for r in rows if r["trainer"] == base_name), None)
         for row in rows:
+            if row["trainer"] == LABELS["warm-start"]:  # another kind of token: no ratio
+                row[f"x {short} (wall)"] = row[f"x {short} (CPU)"] = "-"
+                continue
             row[f"x {short} (wall)"] = row["tokens/s"] / base["tokens/s"] if base else "-"
             row[f"x {short} (CPU)"] = row["tokens per CPU-s"] / base["tokens per CPU-s"] if base else "-"
     table = markdown_table(rows)
@@ -218,6 +250,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         f"{args.model}, {args.env_id}, batch {args.n_envs} ({args.n_envs // args.group_size} prompts x {args.group_size}), "
         f"{args.max_new_tokens} new tokens, {torch.get_num_threads()} torch threads\n\n"
     )
+    if PROFILE:
+        table += "\n\nOne GRPO iteration under torch.profiler, by self CPU time:\n\n```\n" + PROFILE["grpo"] + "\n```"
     path = write_report(args.out, "trainer_throughput", args, rows, header + table)
     plot(rows, args)
     print(f"\n{header}{table}\n\nwritten to {path}")

@@ -5,8 +5,19 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from text_gym import tokenization
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``cuda`` on machines without a GPU (``python -m benchmarks.gpu_check`` runs them there)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: no GPU on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

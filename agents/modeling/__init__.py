@@ -7,6 +7,8 @@
 - :mod:`~agents.modeling.prefix`: outputs at the last real token; shared-prefix evaluation.
 - :mod:`~agents.modeling.kv_cache`: ``RolloutKVCache``, the per-row KV cache that the SB3 policy
   and the LM baselines reuse across ``env.step`` calls.
+- :mod:`~agents.modeling.logprobs`: ``token_logprobs``, chosen tokens' log-probs with the LM head
+  applied in chunks (no ``(B, T, V)`` logits).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ _EXPORTS: dict[str, str] = {
     "load_model": "agents.modeling.loading",
     "load_model_and_tokenizer": "agents.modeling.loading",
     "resolve_device": "agents.modeling.loading",
+    "token_logprobs": "agents.modeling.logprobs",
 }
 
 if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.modeling.kv_cache import RolloutKVCache
     from agents.modeling.lm import LMActorCritic, LMOutput
     from agents.modeling.loading import load_model, load_model_and_tokenizer, resolve_device
+    from agents.modeling.logprobs import token_logprobs
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 

@@ -71,15 +71,19 @@ class LMOutput:
     """What :meth:`LMActorCritic.forward` returns.
 
     Attributes:
-        logits: ``(B, T, V)`` next-token logits in float32 (``T`` shrinks to ``logits_to_keep``).
+        logits: ``(B, T, V)`` next-token logits in float32 (``T`` shrinks to ``logits_to_keep``);
+            ``None`` with ``compute_logits=False``.
         values: ``(B, T)`` state values in float32, one per position.
         cache: The updated KV cache when ``use_cache=True``: a transformers ``Cache``, or
             a pair ``(actor_cache, critic_cache)`` with a separate critic. ``None`` otherwise.
+        hidden: ``(B, T, H)`` the actor's last hidden states at the same positions (the LM
+            head's input, for :func:`agents.modeling.logprobs.token_logprobs`).
     """
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     values: torch.Tensor
     cache: Any = None
+    hidden: torch.Tensor | None = None
 
 
 class LMActorCritic(nn.Module):
@@ -225,7 +229,7 @@ class LMActorCritic(nn.Module):
 
     def heads(self, actor_hidden: torch.Tensor, critic_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map hidden states ``(..., H)`` to float32 ``logits (..., V)`` and ``values (...)``."""
-        logits = self.lm.get_output_embeddings()(actor_hidden).float()
+        logits = self.get_output_embeddings()(actor_hidden).float()
         with torch.autocast(critic_hidden.device.type, enabled=False):  # the float32 head stays float32 under autocast
             values = self.value_head(critic_hidden.float()).squeeze(-1)
         return logits, values
@@ -238,6 +242,7 @@ class LMActorCritic(nn.Module):
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
+        compute_logits: bool = True,
     ) -> LMOutput:
         """Return logits and values for every position (or the last ``logits_to_keep``).
 
@@ -248,12 +253,21 @@ class LMActorCritic(nn.Module):
             position_ids: ``(B, T)``; by default from the cumulative sum of ``attention_mask``.
             use_cache: Return the updated cache in ``LMOutput.cache``.
             logits_to_keep: Keep only the last this many positions (0: all).
+            compute_logits: ``False`` skips the LM head (``logits`` is None): callers that need
+                only some positions apply it to ``LMOutput.hidden`` themselves.
         """
         actor_hidden, critic_hidden, past = self.trunk(input_ids, attention_mask, cache, position_ids, use_cache)
         if logits_to_keep:
             actor_hidden, critic_hidden = actor_hidden[:, -logits_to_keep:], critic_hidden[:, -logits_to_keep:]
+        if not compute_logits:
+            values = self.value_head(critic_hidden.float()).squeeze(-1)
+            return LMOutput(logits=None, values=values, cache=past, hidden=actor_hidden)
         logits, values = self.heads(actor_hidden, critic_hidden)
-        return LMOutput(logits=logits, values=values, cache=past)
+        return LMOutput(logits=logits, values=values, cache=past, hidden=actor_hidden)
+
+    def get_output_embeddings(self) -> nn.Module:
+        """The LM head, ``(..., H)`` hidden states to ``(..., V)`` logits (named as in transformers)."""
+        return self.lm.get_output_embeddings()
 
     def _decoder(self) -> nn.Module:
         # The LoRA layers live inside the base model's modules, so its decoder runs with them.

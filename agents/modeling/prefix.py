@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from agents.modeling.lm import LMActorCritic
+from agents.modeling.logprobs import token_logprobs
 from agents.modeling.tokens import last_real_index
 
 
@@ -81,13 +82,12 @@ def group_by_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tu
     return roots, group
 
 
-def grouped_last_token_outputs(
+def grouped_last_token_hidden(
     actor_critic: LMActorCritic, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`last_token_outputs` (without a cache), with one forward pass per prefix group.
+    """The actor's hidden state ``(B, H)`` and the value ``(B,)`` at each row's last real token.
 
-    Returns:
-        ``logits (B, V)`` and ``values (B,)``, differentiable.
+    One trunk pass per prefix group (see the module docstring); differentiable.
     """
     ids, mask = input_ids.long(), attention_mask.long()
     roots, group = group_by_prefix(ids, mask)
@@ -96,4 +96,37 @@ def grouped_last_token_outputs(
     # A row's last token is token number len(row) of its root, which left_align put at this column:
     width, root_len = root_mask.shape[1], root_mask.sum(1)  # (G,)
     column = width - root_len[group] + mask.sum(1) - 1  # (B,)
-    return actor_critic.heads(actor_hidden[group, column], critic_hidden[group, column])  # (B, V), (B,)
+    values = actor_critic.value_head(critic_hidden[group, column].float()).squeeze(-1)  # (B,)
+    return actor_hidden[group, column], values
+
+
+def grouped_last_token_outputs(
+    actor_critic: LMActorCritic, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`last_token_outputs` (without a cache), with one forward pass per prefix group.
+
+    Returns:
+        ``logits (B, V)`` and ``values (B,)``, differentiable.
+    """
+    hidden, values = grouped_last_token_hidden(actor_critic, input_ids, attention_mask)
+    return actor_critic.get_output_embeddings()(hidden).float(), values
+
+
+def grouped_action_logprobs(
+    actor_critic: LMActorCritic,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    actions: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Values ``(B,)``, log-probs of ``actions (B,)`` and entropies ``(B,)`` of observations, differentiable.
+
+    What an SB3 update needs, from :func:`grouped_last_token_hidden` and the chunked head of
+    :func:`agents.modeling.logprobs.token_logprobs`: no ``(B, V)`` logits are kept for the
+    backward pass (a minibatch of 512 steps would keep 100 MB of them per copy with SmolLM2).
+    """
+    hidden, values = grouped_last_token_hidden(actor_critic, input_ids, attention_mask)
+    log_prob, entropy = token_logprobs(
+        actor_critic.get_output_embeddings(), hidden, actions.long(), temperature=temperature, entropy_grad=True
+    )
+    return values, log_prob, entropy

@@ -55,8 +55,12 @@ def sample_tokens(
     """
     if deterministic:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float(), -1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+    # Inverse-CDF sampling: one uniform draw per row. torch.multinomial draws one exponential per
+    # vocabulary entry on CPU (49,152 per row for SmolLM2), 6% of a GRPO iteration in a profile.
+    cdf = torch.softmax(logits.float(), -1).cumsum(-1)  # (B, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]  # (B, 1)
+    # The first token whose cumulative probability exceeds u: never one of probability 0.
+    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[-1] - 1).squeeze(-1)  # (B,)
 
 
 def top_k_top_p(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

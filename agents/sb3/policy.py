@@ -40,8 +40,9 @@ from torch import nn
 
 from agents.modeling.kv_cache import RolloutKVCache
 from agents.modeling.lm import ACTOR_CRITIC_OPTIONS, LMActorCritic
-from agents.modeling.prefix import grouped_last_token_outputs, last_token_outputs, left_align
+from agents.modeling.prefix import grouped_action_logprobs, grouped_last_token_outputs, last_token_outputs, left_align
 from agents.modeling.prepare import autocast, autocast_dtype
+from agents.sb3.cost import UpdateCost
 
 OBS_KEYS: tuple[str, str] = ("input_ids", "attention_mask")
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -143,6 +144,7 @@ class LMPolicy(ActorCriticPolicy):
         self.temperature = float(temperature)
         self.use_kv_cache = use_kv_cache
         self.group_prefixes = group_prefixes
+        self.update_cost = UpdateCost()  # warns once when the update makes several passes (agents.sb3.cost)
         super().__init__(
             observation_space,
             action_space,
@@ -197,6 +199,7 @@ class LMPolicy(ActorCriticPolicy):
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
         self._advance_cache(actions)
+        self.update_cost.on_rollout_step(actions.shape[0])
         return actions, values[:, None], log_prob
 
     @_autocast
@@ -206,6 +209,12 @@ class LMPolicy(ActorCriticPolicy):
         """Return ``values (B, 1)``, ``log_prob (B,)`` and ``entropy (B,)`` of minibatch steps, with gradients."""
         self.kv_cache.clear()
         input_ids, attention_mask = _obs_tensors(obs)
+        self.update_cost.on_minibatch(input_ids.shape[0])
+        if self.group_prefixes and action_masks is None:  # the LM head in chunks: no (B, V) logits kept
+            values, log_prob, entropy = grouped_action_logprobs(
+                self.actor_critic, input_ids, attention_mask, actions.reshape(-1), self.temperature
+            )
+            return values[:, None], log_prob, entropy
         if self.group_prefixes:
             logits, values = grouped_last_token_outputs(self.actor_critic, input_ids, attention_mask)
         else:
@@ -251,6 +260,7 @@ class LMPolicy(ActorCriticPolicy):
         super().set_training_mode(mode)
         if mode:
             self.kv_cache.clear()
+            self.update_cost.on_update_start()
 
     def reset_noise(self, n_envs: int = 1) -> None:
         """No-op: SB3 calls it only with ``use_sde``, which a token policy does not have."""

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import torch
 
+from agents.modeling.logprobs import DEFAULT_CHUNK, logprobs_from_logits, token_logprobs
 from agents.modeling.tokens import positions_from_mask
 
 __all__ = [
@@ -36,8 +37,11 @@ class ActorCritic(Protocol):
         position_ids: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
-    ) -> Any:  # an object with .logits (B, L, V), .values (B, L) or None, .cache
+        compute_logits: bool = True,
+    ) -> Any:  # an object with .logits (B, L, V) (None without compute_logits), .hidden (B, L, H), .values (B, L) or None, .cache
         ...
+
+    def get_output_embeddings(self) -> Any: ...  # the LM head, (..., H) -> (..., V)
 
 
 class Episodes(Protocol):
@@ -46,6 +50,7 @@ class Episodes(Protocol):
     prompt_ids: torch.Tensor  # (B, Lp) left-padded
     prompt_mask: torch.Tensor  # (B, Lp)
     response_ids: torch.Tensor  # (B, T) right-padded
+    response_mask: torch.Tensor  # (B, T) 1 on real reply tokens
 
     @property
     def input_ids(self) -> torch.Tensor: ...  # (B, Lp + T)
@@ -84,6 +89,9 @@ def masked_log_softmax_gather(
 ) -> torch.Tensor:
     """Log-probs of ``tokens`` under ``softmax(logits / temperature)`` over the real vocabulary.
 
+    :func:`agents.modeling.logprobs.logprobs_from_logits`, the formula that scoring applies chunk by
+    chunk, for callers that hold the logits (a rollout samples from them).
+
     Args:
         logits: ``(..., V)`` raw logits (any dtype; the math runs in float32).
         tokens: ``(...)`` token ids, all below ``vocab_limit``.
@@ -93,17 +101,7 @@ def masked_log_softmax_gather(
     Returns:
         ``(...)`` float32 log-probs.
     """
-    return _logprobs(logits, tokens, temperature, vocab_limit)[0]
-
-
-def _logprobs(
-    logits: torch.Tensor, tokens: torch.Tensor, temperature: float, vocab_limit: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(log-probs of tokens, tempered logits, their logsumexp)``, so callers can reuse the last two."""
-    tempered = logits[..., :vocab_limit].float() / temperature
-    lse = torch.logsumexp(tempered, dim=-1)
-    # logsumexp + gather instead of log_softmax: one fewer (..., V) tensor kept for backward.
-    return tempered.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse, tempered, lse
+    return logprobs_from_logits(logits, tokens, temperature, vocab_limit)[0]
 
 
 def score_tokens(
@@ -114,57 +112,92 @@ def score_tokens(
     vocab_limit: int,
     with_values: bool = False,
     group_size: int = 1,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Score every reply token of a batch with one forward pass over prompt + reply.
 
-    The logits at column ``Lp - 1 + t`` predict reply token ``t``, and the value there is
-    ``V(s_t)``, the same state the rollout valued before choosing that token.
+    The hidden state at column ``Lp - 1 + t`` predicts reply token ``t``, and the value there is
+    ``V(s_t)``, the same state the rollout valued before choosing that token. The LM head runs only
+    on the real reply tokens (not the prompt, not the padding after a reply's end), a chunk of
+    positions at a time (:func:`agents.modeling.logprobs.token_logprobs`), so no ``(B, T, V)``
+    logits exist, in the forward or in the backward pass.
 
     With ``group_size > 1`` and groups that share their prompt (GRPO), the prompt runs once per
     group with gradients, and its KV cache is repeated for the replies: the same outputs and
     gradients as running every row whole, for ``1 / group_size`` of the prompt's compute.
 
+    Args:
+        model: The actor-critic (``LMOutput.hidden`` with ``compute_logits=False``), or a
+            transformers causal LM (the frozen reference): its decoder, then its head.
+        batch: The episodes.
+        temperature: The policy's sampling temperature.
+        vocab_limit: Ids at or above it are not real tokens.
+        with_values: Return the critic's values.
+        group_size: Consecutive rows that may share their prompt (see above).
+        chunk_size: Reply positions whose logits exist at a time.
+
     Returns:
-        ``(logprobs, values, entropy)``: ``(B, T)`` float32 log-probs of the reply tokens,
-        ``(B, T)`` values or None, and ``(B, T)`` policy entropy (detached, for logging).
+        ``(logprobs, values, entropy)``: ``(B, T)`` float32 log-probs of the reply tokens (0 on
+        padding), ``(B, T)`` values or None, and ``(B, T)`` policy entropy (detached, for logging;
+        0 on padding).
     """
     t = batch.response_ids.shape[1]
-    logits, values = None, None
+    hidden, values = None, None
     if t > 1 and shared_prompt_groups(batch.prompt_ids, batch.prompt_mask, group_size):
-        logits, values = _score_shared_prompts(model, batch, group_size)
-    if logits is None:
+        hidden, values = _score_shared_prompts(model, batch, group_size)
+    if hidden is None:
         mask = batch.attention_mask  # (B, Lp + T)
-        # Only the T + 1 last positions: the (L, V) projection of prompt positions is never needed.
-        out = model(
-            input_ids=batch.input_ids,
-            attention_mask=mask,
-            position_ids=positions_from_mask(mask),
-            logits_to_keep=t + 1,
+        # Only the T + 1 last positions: the prompt's hidden states are never needed.
+        hidden, values, _ = _hidden_states(
+            model, t + 1, input_ids=batch.input_ids, attention_mask=mask, position_ids=positions_from_mask(mask)
         )
-        logits, values = out.logits[:, :-1], critic_values(out)  # (B, T, V): column t predicts reply token t
+        hidden = hidden[:, :-1]  # (B, T, H): column t predicts reply token t
         values = values[:, :-1] if values is not None else None
-    logprobs, tempered, lse = _logprobs(logits, batch.response_ids, temperature, vocab_limit)  # (B, T)
-    with torch.no_grad():
-        tempered, lse = tempered.detach(), lse.detach()
-        entropy = lse - (torch.exp(tempered - lse.unsqueeze(-1)) * tempered).sum(-1)  # (B, T), for logging
+    real = batch.response_mask.bool()  # (B, T)
+    chosen, entropy = token_logprobs(
+        _output_head(model),
+        hidden[real],  # (N, H): the real reply tokens only
+        batch.response_ids[real],
+        temperature=temperature,
+        vocab_limit=vocab_limit,
+        chunk_size=chunk_size,
+    )
+    zeros = torch.zeros(real.shape, dtype=torch.float32, device=real.device)
+    logprobs = zeros.masked_scatter(real, chosen)  # (B, T), differentiable in chosen
+    entropy = zeros.masked_scatter(real, entropy.detach())
     values = values.float() if with_values and values is not None else None
     return logprobs, values, entropy
+
+
+def _hidden_states(model: ActorCritic, keep: int, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+    """Run the trunk; return the last ``keep`` hidden states ``(B, keep, H)``, values or None, and the cache."""
+    decoder = getattr(model, "get_decoder", None)
+    if decoder is not None:  # a transformers causal LM: its decoder without the head
+        out = decoder()(**inputs)
+        return out.last_hidden_state[:, -keep:], None, getattr(out, "cache", None)
+    out = model(**inputs, logits_to_keep=keep, compute_logits=False)
+    return out.hidden, critic_values(out), getattr(out, "cache", None)
+
+
+def _output_head(model: Any) -> Any:
+    """The LM head of ``model`` (through a ``DistributedDataParallel`` wrapper's ``module``)."""
+    return getattr(model, "module", model).get_output_embeddings()
 
 
 def _score_shared_prompts(
     model: ActorCritic, batch: Episodes, group_size: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Prompt once per group (with its cache repeated), then all replies: ``(B, T, V)``, ``(B, T)``."""
+    """Prompt once per group (with its cache repeated), then all replies: hidden ``(B, T, H)``, values ``(B, T)``."""
     firsts = slice(None, None, group_size)
     prompt_mask = batch.prompt_mask[firsts]  # (n, Lp)
-    head = model(
+    head_hidden, head_values, cache = _hidden_states(
+        model,
+        1,
         input_ids=batch.prompt_ids[firsts],
         attention_mask=prompt_mask,
         position_ids=positions_from_mask(prompt_mask),
         use_cache=True,
-        logits_to_keep=1,
     )
-    cache = getattr(head, "cache", None)
     if cache is None:  # e.g. gradient checkpointing turns the cache off: score rows whole instead
         return None, None
     cache = repeat_cache(cache, group_size)
@@ -173,9 +206,17 @@ def _score_shared_prompts(
     positions = batch.prompt_mask.sum(1, keepdim=True) + torch.arange(
         replies.shape[1], device=replies.device
     )  # (B, T - 1)
-    tail = model(input_ids=replies, attention_mask=mask, cache=cache, position_ids=positions, use_cache=True)
-    logits = torch.cat([head.logits.repeat_interleave(group_size, 0), tail.logits], dim=1)  # (B, T, V)
-    values = critic_values(head)
-    if values is not None:
-        values = torch.cat([values.repeat_interleave(group_size, 0), critic_values(tail)], dim=1)  # (B, T)
-    return logits, values
+    tail_hidden, tail_values, _ = _hidden_states(
+        model,
+        replies.shape[1],
+        input_ids=replies,
+        attention_mask=mask,
+        cache=cache,
+        position_ids=positions,
+        use_cache=True,
+    )
+    hidden = torch.cat([head_hidden.repeat_interleave(group_size, 0), tail_hidden], dim=1)  # (B, T, H)
+    values = None
+    if head_values is not None and tail_values is not None:
+        values = torch.cat([head_values.repeat_interleave(group_size, 0), tail_values], dim=1)  # (B, T)
+    return hidden, values

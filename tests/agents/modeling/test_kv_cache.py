@@ -157,6 +157,15 @@ def test_policy_evaluate_actions_grouped_equals_naive():
     observations = rollout_observations(env, 10)
     obs = as_tensors({k: np.concatenate([o[k] for o in observations]) for k in observations[0]})
     actions = torch.arange(len(obs["input_ids"])) % 200
-    outputs = [make_policy(env, group_prefixes=g).evaluate_actions(obs, actions) for g in (True, False)]
+    outputs, grads = [], []
+    for grouped in (True, False):  # grouped: chunked LM head (agents.modeling.logprobs); naive: full logits
+        policy = make_policy(env, group_prefixes=grouped, temperature=0.8)
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        (values.square().sum() + log_prob.sum() + entropy.sum()).backward()  # SB3 differentiates all three
+        outputs.append((values, log_prob, entropy))
+        grads.append([p.grad for p in policy.parameters() if p.grad is not None])
     for a, b in zip(*outputs):
         torch.testing.assert_close(a, b, **ATOL)
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)  # sums over rows in another order
