@@ -25,6 +25,7 @@ from agents.trainers.checkpoint import CheckpointError, read_settings
 from agents.trainers.grpo import GRPO
 from agents.trainers.sequence_ppo import SequencePPO
 from text_gym.errors import check_positive_int
+from text_gym.tasks.files import ALLOW_OVERLAP
 
 __all__ = [
     "ALGOS",
@@ -74,20 +75,30 @@ _EPILOG = (
 )
 
 
-def parse_task(text: str) -> str | dict[str, str]:
+def parse_task(text: str) -> str | dict[str, str | bool]:
     """A ``--task`` value: a task name or ``.jsonl`` path, or ``split=path,...`` for one file per split.
+
+    ``allow_overlap=true`` lets the files share prompts (see ``text_gym.tasks.make_task``).
 
     >>> parse_task("qa")
     'qa'
     >>> parse_task("train=a.jsonl,test=b.jsonl")
     {'train': 'a.jsonl', 'test': 'b.jsonl'}
+    >>> parse_task("train=a.jsonl,test=a.jsonl,allow_overlap=true")
+    {'train': 'a.jsonl', 'test': 'a.jsonl', 'allow_overlap': True}
     """
     if "=" not in text:
         return text
     pairs = [part.partition("=") for part in text.split(",")]
     if any(not key or not value for key, _, value in pairs):
         raise argparse.ArgumentTypeError(f"expected NAME, PATH or split=PATH,split=PATH..., got {text!r}")
-    return {key: value for key, _, value in pairs}
+    task: dict[str, str | bool] = {key: value for key, _, value in pairs}
+    if ALLOW_OVERLAP in task:
+        flag = str(task[ALLOW_OVERLAP]).lower()
+        if flag not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"expected {ALLOW_OVERLAP}=true or false, got {task[ALLOW_OVERLAP]!r}")
+        task[ALLOW_OVERLAP] = flag == "true"
+    return task
 
 
 def parse_reward(text: str) -> str | dict[str, float]:

@@ -17,7 +17,7 @@ from text_gym.envs.info import UnscoredReplyWarning, encode_references
 from text_gym.envs.prompts import PromptEncoder
 from text_gym.errors import check_choice, check_positive_int
 from text_gym.rewards import TOTAL_KEY, Reward, RewardFunction, make_reward
-from text_gym.tasks import Task, check_split, make_task
+from text_gym.tasks import Task, check_split, get_sample, make_task
 from text_gym.tokenization import load_tokenizer, logits_size
 
 RewardShaping = Literal["sparse", "delta"]
@@ -212,7 +212,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         """Start a new reply to a new prompt; ``options={"index": i}`` picks sample ``i``."""
         super().reset(seed=seed)
         index = self._pick_index(options)
-        sample = self.task[index]
+        sample = get_sample(self.task, index)
         prompt_ids = self.prompts.encode(sample.prompt)  # may raise; state untouched
         if seed is None:  # a seeded reset is a deliberate restart (checkers, evaluation); autoresets pass none
             self._warn_if_unscored()
