@@ -46,6 +46,7 @@ from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
+from text_gym.errors import run_command
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
@@ -353,4 +354,4 @@ def _describe(task: Any) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m agents.train")  # a user error: one line and exit 2 (text_gym.errors)

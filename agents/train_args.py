@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from agents.modeling.loading import MODEL_PRESETS
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import CheckpointError, read_settings
 from agents.trainers.grpo import GRPO
 from agents.trainers.sequence_ppo import SequencePPO
-from text_gym.errors import check_positive_int
+from text_gym.errors import check_finite, check_non_negative_int, check_positive_int
 from text_gym.tasks.files import ALLOW_OVERLAP
+from text_gym.tokenization import resolve_spec
 
 __all__ = [
     "ALGOS",
@@ -121,12 +123,36 @@ def parse_reward(text: str) -> str | dict[str, float]:
     return weights
 
 
-def _positive_int(text: str) -> int:
-    """An argparse ``type``: a positive int, checked as the Python API checks one."""
-    try:
-        return check_positive_int("value", int(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def _checked(check: Callable[..., Any], parse: type, **kwargs: Any) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses a value and checks it as the Python API does (errors exit 2)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an int' if parse is int else 'a number'}, got {text!r}"
+            ) from None
+        try:
+            return check("value", value, **kwargs)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
+
+    return convert
+
+
+def _at_least_minus_one(name: str, value: int) -> int:
+    """``--eval-episodes``: a count, or -1 for the whole split."""
+    if value != -1:
+        check_non_negative_int(name, value, "or -1 for the whole split")
+    return value
+
+
+_positive_int = _checked(check_positive_int, int)
+_count = _checked(check_non_negative_int, int)  # 0 means none or off
+_positive_float = _checked(check_finite, float, positive=True)
+_non_negative_float = _checked(check_finite, float, non_negative=True)
+_episodes = _checked(_at_least_minus_one, int)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -166,7 +192,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.resume:
         _take_from_checkpoint(parser, args)
+    _check_paths(parser, args)
     return args
+
+
+def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit (status 2) on an ``--out`` that is, or lies under, a file, or a ``--model`` that is neither preset nor folder."""
+    out = Path(args.out)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        parser.error(f"--out: expected a folder (new or existing), got {args.out!r}, where {existing} is a file.")
+    if not args.resume:
+        try:
+            resolve_spec(args.model, "model", MODEL_PRESETS)
+        except ValueError as error:
+            parser.error(f"--model: {error}")
 
 
 def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -209,39 +249,49 @@ def _add_training_arguments(group: Any) -> None:
     group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
     group.add_argument(
         "--warm-start-tokens",
-        type=int,
+        type=_count,
         default=0,
         help="teacher forcing on this many train-split reference tokens before RL (0: none)",
     )
-    group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
-    group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
-    group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
-    group.add_argument("--learning-rate", type=float, default=1e-5, help="AdamW learning rate of RL")
-    group.add_argument("--n-epochs", type=int, default=None, help="passes over each rollout (default: the trainer's)")
+    group.add_argument("--warm-start-lr", type=_positive_float, default=5e-5, help="learning rate of the warm start")
+    group.add_argument("--n-envs", type=_positive_int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--learning-rate", type=_positive_float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument(
-        "--batch-size", type=int, default=None, help="episodes per optimizer step (default: the whole rollout)"
+        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="episodes per optimizer step (default: the whole rollout)",
     )
     group.add_argument(
         "--micro-batch-size",
-        type=int,
+        type=_positive_int,
         help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
     )
     group.add_argument(
-        "--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)"
+        "--kl",
+        type=_non_negative_float,
+        default=None,
+        help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)",
     )
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of rollouts")
-    group.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    group.add_argument("--seed", type=int, default=0, help="seeds training and the sampled evaluations")
+    group.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature of rollouts")
+    group.add_argument("--lora", type=_count, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=_count, default=0, help="seeds training and the sampled evaluations")
     group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
-    group.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    group.add_argument("--threads", type=_count, default=0, help="torch CPU threads (0: torch's default)")
 
 
 def _add_run_arguments(group: Any) -> None:
-    group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
+    group.add_argument(
+        "--eval-episodes", type=_episodes, default=64, help="held-out prompts (0: skip; -1: the whole split)"
+    )
     group.add_argument("--eval-split", default="test", help="the split the table is measured on")
     group.add_argument(
         "--checkpoint-minutes",
-        type=float,
+        type=_non_negative_float,
         default=10.0,
         help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
     )
@@ -255,6 +305,9 @@ def _add_run_arguments(group: Any) -> None:
     group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
+    group.add_argument(
+        "--debug", action="store_true", help="show the traceback of a user error instead of one 'error:' line"
+    )
 
 
 def checkpoint_settings(path: str | Path) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from benchmarks.leaderboard_args import QUICK, AgentSpec, Args, task_label
 from benchmarks.leaderboard_report import check_outputs, render, table, update_readme, write_outputs
 from benchmarks.leaderboard_runs import RESULT_ARGS, evaluate_agent, finished_runs, key_text, plan, run_key
 from benchmarks.leaderboard_scoring import METRICS, summarize
+from text_gym.errors import run_command
 
 __all__ = [
     "METRICS",
@@ -168,4 +169,4 @@ def rerender(results: str, readme: str = "") -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m benchmarks.leaderboard")  # a user error: one line and exit 2 (text_gym.errors)

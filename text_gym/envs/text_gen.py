@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from text_gym.envs.info import UnscoredReplyWarning, encode_references
 from text_gym.envs.prompts import PromptEncoder
-from text_gym.errors import check_choice, check_positive_int
+from text_gym.errors import check_bool, check_choice, check_positive_int
 from text_gym.rewards import TOTAL_KEY, Reward, RewardFunction, make_reward
 from text_gym.tasks import Task, check_split, get_sample, make_task
 from text_gym.tokenization import load_tokenizer, logits_size
@@ -151,6 +151,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         check_positive_int("max_new_tokens", max_new_tokens)
         check_positive_int("max_prompt_tokens", max_prompt_tokens)
         check_choice("reward_shaping", reward_shaping, REWARD_SHAPINGS)
+        check_bool("chat_template", chat_template)
         check_split(split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".

@@ -1,0 +1,68 @@
+"""`python -m agents.train` refuses bad settings before any work, and reports user errors in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.train import main, parse_args
+from text_gym.errors import run_command
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--kl", "nan"], "argument --kl: expected a finite float >= 0, got nan"),
+        (["--kl", "inf"], "argument --kl: expected a finite float >= 0, got inf"),
+        (["--kl", "-0.1"], "argument --kl: expected a finite float >= 0"),
+        (["--checkpoint-minutes", "nan"], "argument --checkpoint-minutes: expected a finite float >= 0"),
+        (["--checkpoint-minutes", "-1"], "argument --checkpoint-minutes: expected a finite float >= 0"),
+        (["--warm-start-tokens", "-5"], "argument --warm-start-tokens: expected an int >= 0, got -5"),
+        (["--eval-episodes", "-5"], "argument --eval-episodes: expected an int >= 0 (or -1 for the whole split)"),
+        (["--warm-start-lr", "nan"], "argument --warm-start-lr: expected a finite float > 0, got nan"),
+        (["--learning-rate", "inf"], "argument --learning-rate: expected a finite float > 0"),
+        (["--temperature", "nan"], "argument --temperature: expected a finite float > 0"),
+        (["--threads", "-1"], "argument --threads: expected an int >= 0, got -1"),
+        (["--n-envs", "-4"], "argument --n-envs: expected a positive int"),
+        (["--lora", "-8"], "argument --lora: expected an int >= 0"),
+        (["--seed", "-1"], "argument --seed: expected an int >= 0"),
+        (["--kl", "x"], "argument --kl: expected a number, got 'x'"),
+        (["--out", "README.md"], "--out: expected a folder (new or existing), got 'README.md'"),
+        (["--out", "README.md/run"], "where README.md is a file"),
+        (["--model", "README.md"], "--model: Expected a model preset name"),
+        (["--task", "train=a.jsonl,allow_overlap=maybe"], "expected allow_overlap=true or false"),
+    ],
+)
+def test_bad_settings_exit_2_in_one_line_before_any_work(argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])  # where README.md is a file
+    with pytest.raises(SystemExit) as stop:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_eval_episodes_minus_one_and_zero_counts_are_accepted():
+    args = parse_args(["--eval-episodes", "-1", "--warm-start-tokens", "0", "--checkpoint-minutes", "0", "--kl", "0"])
+    assert (args.eval_episodes, args.warm_start_tokens, args.checkpoint_minutes, args.kl) == (-1, 0, 0.0, 0.0)
+
+
+def test_a_user_error_prints_one_line_and_exits_2(tmp_path, capsys):
+    argv = ["--model", "tiny", "--task", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stop:
+        run_command(main, "python -m agents.train", argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.startswith("python -m agents.train: error: ") and "nope.jsonl" in err and err.count("\n") == 1
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):  # --debug: the traceback
+        run_command(main, "python -m agents.train", [*argv, "--debug"])
+
+
+def test_the_module_reports_user_errors_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "agents.train", "--model", "tiny", "--env", "NoSuchEnv-v0"]
+    done = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("python -m agents.train: error: Environment `NoSuchEnv`")
+    assert "Traceback" not in done.stderr
