@@ -13,6 +13,7 @@ continues a run: every flag the user gave, except those the checkpoint now deter
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -192,8 +193,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.resume:
         _take_from_checkpoint(parser, args)
+    else:
+        args.env = _registered_env(parser, args.env)
     _check_paths(parser, args)
     return args
+
+
+def _registered_env(parser: argparse.ArgumentParser, env: str) -> str:
+    """The registered id that ``--env`` names; ``module:Id`` imports ``module`` first, as ``gym.make`` does.
+
+    The run goes on with the bare id, so its checkpoints and ``results.json`` hold no module to import.
+    """
+    module, _, env_id = env.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--env {env}: expected an importable module before ':', got {module!r} ({error}).")
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        parser.error(f"--env {env}: {error} Registered TextGen ids: {_text_gen_ids()}.")
+    return env_id
+
+
+def _text_gen_ids() -> list[str]:
+    return sorted(name for name in gym.registry if name.startswith("TextGen"))
 
 
 def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -230,7 +255,7 @@ def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def _add_task_arguments(group: Any) -> None:
-    group.add_argument("--env", default="TextGen-v0", help="registered env id")
+    group.add_argument("--env", default="TextGen-v0", help="registered env id, or module:id to import module first")
     group.add_argument("--task", type=parse_task, help="task name, .jsonl file, or split=file,... (default: the env's)")
     group.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
     group.add_argument(

@@ -1,4 +1,4 @@
-"""`python -m agents.train` refuses bad settings before any work, and reports user errors in one line."""
+"""`python -m agents.train`: bad settings fail before any work in one line; --env module:Id; what it says at start."""
 
 from __future__ import annotations
 
@@ -61,8 +61,47 @@ def test_a_user_error_prints_one_line_and_exits_2(tmp_path, capsys):
 
 
 def test_the_module_reports_user_errors_in_one_line(tmp_path):
-    command = [sys.executable, "-m", "agents.train", "--model", "tiny", "--env", "NoSuchEnv-v0"]
+    command = [sys.executable, "-m", "agents.train", "--model", "tiny", "--task", str(tmp_path / "nope.jsonl")]
     done = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("python -m agents.train: error: Environment `NoSuchEnv`")
+    last = done.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("python -m agents.train: error: [Errno 2] No such file or directory") and "nope.jsonl" in last
+    )
     assert "Traceback" not in done.stderr
+
+
+TINY = ["--model", "tiny", "--reward", "chrf", "--max-new-tokens", "4", "--n-envs", "4", "--group-size", "2"]
+TINY += ["--threads", "1", "--no-progress", "--checkpoint-minutes", "0"]
+
+
+def test_env_module_colon_id_trains_a_fresh_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--env", "text_gym:TextGen-Copy-v0", *TINY, "--steps", "8", "--eval-episodes", "2", "--out", str(out)]
+    assert parse_args(argv).env == "TextGen-Copy-v0"
+    results = main(argv)
+    assert results["env"] == "TextGen-Copy-v0" and results["task"] == "copy"
+    assert (out / "model.zip").is_file()
+
+
+def test_env_module_colon_id_imports_the_users_module(tmp_path, monkeypatch):
+    (tmp_path / "my_envs_h15.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('MyCopy-v0', entry_point='text_gym.envs:TextGenEnv', kwargs={'task': 'copy'})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert parse_args(["--env", "my_envs_h15:MyCopy-v0"]).env == "MyCopy-v0"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("no_such_module_h15:TextGen-Copy-v0", "expected an importable module before ':', got 'no_such_module_h15'"),
+        ("text_gym:TextGen-Nope-v0", "TextGen-Nope"),
+        ("TextGen-Nope-v0", "Registered TextGen ids: ["),
+    ],
+)
+def test_bad_env_ids_exit_2_before_any_work(env, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--env", env])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
