@@ -13,22 +13,27 @@ continues a run: every flag the user gave, except those the checkpoint now deter
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
-from agents.modeling.loading import MODEL_PRESETS
+from agents.train_checks import (
+    check_paths,
+    count,
+    episodes,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    registered_env,
+)
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import CheckpointError, read_settings
 from agents.trainers.grpo import GRPO
 from agents.trainers.sequence_ppo import SequencePPO
-from text_gym.errors import check_finite, check_non_negative_int, check_positive_int
 from text_gym.tasks.files import ALLOW_OVERLAP
-from text_gym.tokenization import resolve_spec
 
 __all__ = [
     "ALGOS",
@@ -124,38 +129,6 @@ def parse_reward(text: str) -> str | dict[str, float]:
     return weights
 
 
-def _checked(check: Callable[..., Any], parse: type, **kwargs: Any) -> Callable[[str], Any]:
-    """An argparse ``type`` that parses a value and checks it as the Python API does (errors exit 2)."""
-
-    def convert(text: str) -> Any:
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an int' if parse is int else 'a number'}, got {text!r}"
-            ) from None
-        try:
-            return check("value", value, **kwargs)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
-
-    return convert
-
-
-def _at_least_minus_one(name: str, value: int) -> int:
-    """``--eval-episodes``: a count, or -1 for the whole split."""
-    if value != -1:
-        check_non_negative_int(name, value, "or -1 for the whole split")
-    return value
-
-
-_positive_int = _checked(check_positive_int, int)
-_count = _checked(check_non_negative_int, int)  # 0 means none or off
-_positive_float = _checked(check_finite, float, positive=True)
-_non_negative_float = _checked(check_finite, float, non_negative=True)
-_episodes = _checked(_at_least_minus_one, int)
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every default in ``--help``, except where there is none to show or the help already says it."""
 
@@ -194,44 +167,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.resume:
         _take_from_checkpoint(parser, args)
     else:
-        args.env = _registered_env(parser, args.env)
-    _check_paths(parser, args)
+        args.env = registered_env(parser, args.env)
+    check_paths(parser, args)
     return args
-
-
-def _registered_env(parser: argparse.ArgumentParser, env: str) -> str:
-    """The registered id that ``--env`` names; ``module:Id`` imports ``module`` first, as ``gym.make`` does.
-
-    The run goes on with the bare id, so its checkpoints and ``results.json`` hold no module to import.
-    """
-    module, _, env_id = env.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            parser.error(f"--env {env}: expected an importable module before ':', got {module!r} ({error}).")
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as error:
-        parser.error(f"--env {env}: {error} Registered TextGen ids: {_text_gen_ids()}.")
-    return env_id
-
-
-def _text_gen_ids() -> list[str]:
-    return sorted(name for name in gym.registry if name.startswith("TextGen"))
-
-
-def _check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit (status 2) on an ``--out`` that is, or lies under, a file, or a ``--model`` that is neither preset nor folder."""
-    out = Path(args.out)
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        parser.error(f"--out: expected a folder (new or existing), got {args.out!r}, where {existing} is a file.")
-    if not args.resume:
-        try:
-            resolve_spec(args.model, "model", MODEL_PRESETS)
-        except ValueError as error:
-            parser.error(f"--model: {error}")
 
 
 def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -264,63 +202,63 @@ def _add_task_arguments(group: Any) -> None:
         default="bleu",
         help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
     )
-    group.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
-    group.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
+    group.add_argument("--max-new-tokens", type=positive_int, default=None, help="reply budget (default: the env's)")
+    group.add_argument("--max-prompt-tokens", type=positive_int, default=None, help="prompt room (default: the env's)")
     group.add_argument("--prompt-truncation", choices=["error", "left"], help="(default: the env's, error)")
 
 
 def _add_training_arguments(group: Any) -> None:
     group.add_argument("--algo", choices=sorted(ALGOS), default="grpo", help="the trainer")
-    group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
+    group.add_argument("--steps", type=positive_int, default=20_000, help="generated tokens to train for")
     group.add_argument(
         "--warm-start-tokens",
-        type=_count,
+        type=count,
         default=0,
         help="teacher forcing on this many train-split reference tokens before RL (0: none)",
     )
-    group.add_argument("--warm-start-lr", type=_positive_float, default=5e-5, help="learning rate of the warm start")
-    group.add_argument("--n-envs", type=_positive_int, default=16, help="episodes per rollout")
-    group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
-    group.add_argument("--learning-rate", type=_positive_float, default=1e-5, help="AdamW learning rate of RL")
+    group.add_argument("--warm-start-lr", type=positive_float, default=5e-5, help="learning rate of the warm start")
+    group.add_argument("--n-envs", type=positive_int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=positive_int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument(
-        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
+        "--n-epochs", type=positive_int, default=None, help="passes over each rollout (default: the trainer's)"
     )
     group.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="episodes per optimizer step (default: the whole rollout)",
     )
     group.add_argument(
         "--micro-batch-size",
-        type=_positive_int,
+        type=positive_int,
         help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
     )
     group.add_argument(
         "--kl",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=None,
         help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)",
     )
-    group.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature of rollouts")
-    group.add_argument("--lora", type=_count, default=0, help="LoRA rank; 0 trains all weights")
-    group.add_argument("--seed", type=_count, default=0, help="seeds training and the sampled evaluations")
+    group.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of rollouts")
+    group.add_argument("--lora", type=count, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=count, default=0, help="seeds training and the sampled evaluations")
     group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
-    group.add_argument("--threads", type=_count, default=0, help="torch CPU threads (0: torch's default)")
+    group.add_argument("--threads", type=count, default=0, help="torch CPU threads (0: torch's default)")
 
 
 def _add_run_arguments(group: Any) -> None:
     group.add_argument(
-        "--eval-episodes", type=_episodes, default=64, help="held-out prompts (0: skip; -1: the whole split)"
+        "--eval-episodes", type=episodes, default=64, help="held-out prompts (0: skip; -1: the whole split)"
     )
     group.add_argument("--eval-split", default="test", help="the split the table is measured on")
     group.add_argument(
         "--checkpoint-minutes",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=10.0,
         help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
     )
-    group.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="periodic checkpoints to keep")
+    group.add_argument("--keep-checkpoints", type=positive_int, default=3, help="periodic checkpoints to keep")
     group.add_argument(
         "--resume",
         default=None,
