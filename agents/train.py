@@ -42,6 +42,7 @@ import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
+from agents.train_checks import splits_line, start_line
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.interrupts import TrainingInterrupted
@@ -112,6 +113,8 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
+    if int(os.environ.get("RANK", "0")) == 0:  # say something at once: loading and evaluating take minutes
+        print(start_line(args), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -119,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # A resumed run plays the env it was saved with, even one a Python script gave other kwargs.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
+    if trainer._is_main:
+        print(splits_line(args, trainer.get_env(), env_id, env_kwargs), flush=True)
     run = _Run(args, out, _Evaluator(args, env_id, env_kwargs, bool(args.eval_episodes) and trainer._is_main))
     run.start_tokens = trainer.num_timesteps
     if trainer._is_main:

@@ -1,8 +1,10 @@
-"""What ``python -m agents.train`` checks before any work: typed values, the env id, the output and model paths.
+"""What ``python -m agents.train`` checks and says before any work: typed values, the env id, paths, the splits.
 
 Each argparse ``type`` here parses a value and checks it with the shared checks of
 :mod:`text_gym.errors` (NaN and inf are no numbers of a setting, counts are not negative), so a bad
-flag ends the command with status 2 and one line, as argparse does, before a model loads.
+flag ends the command with status 2 and one line, as argparse does, before a model loads. Then
+the command says what it is about to do (:func:`start_line`, at once) and which prompts it trains
+and evaluates on (:func:`splits_line`), before the first evaluation.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.evaluation import make_eval_envs
 from agents.modeling.loading import MODEL_PRESETS
 from text_gym.errors import check_finite, check_non_negative_int, check_positive_int
 from text_gym.tokenization import resolve_spec
 
 __all__ = [
     "check_paths",
+    "splits_line",
+    "start_line",
     "checked",
     "count",
     "episodes",
@@ -96,3 +101,27 @@ def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             resolve_spec(args.model, "model", MODEL_PRESETS)
         except ValueError as error:
             parser.error(f"--model: {error}")
+
+
+def start_line(args: argparse.Namespace) -> str:
+    """The first line the command prints, before the model loads."""
+    what = f"resuming {args.resume}" if args.resume else f"{args.algo} on {args.env} with {args.model}"
+    return f"[train] {what}, {args.steps} tokens, into {args.out}: loading the model and envs..."
+
+
+def splits_line(args: argparse.Namespace, train_env: Any, env_id: str, env_kwargs: dict[str, Any]) -> str:
+    """How many prompts the run trains on (the trainer's env) and evaluates on (``--eval-split``)."""
+    task = train_env.get_attr("task")[0]
+    line = f"[train] task {task.name!r}: trains on {len(task)} prompts of its train split"
+    if args.warm_start_tokens and not args.resume:
+        line += " (warm start and RL)"
+    if not args.eval_episodes:
+        return line + "; no held-out evaluation (--eval-episodes 0)."
+    held_out = make_eval_envs(env_id, env_kwargs, args.eval_split, 1)[0]
+    size = len(held_out.unwrapped.task)
+    held_out.close()
+    played = size if args.eval_episodes < 0 else min(args.eval_episodes, size)
+    return (
+        f"{line}; evaluates on {played} of the {size} prompts of its {args.eval_split!r} split, "
+        "before training (untrained, copy-prompt, reference) and after."
+    )

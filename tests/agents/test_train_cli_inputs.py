@@ -82,6 +82,21 @@ def test_env_module_colon_id_trains_a_fresh_run(tmp_path, capsys):
     results = main(argv)
     assert results["env"] == "TextGen-Copy-v0" and results["task"] == "copy"
     assert (out / "model.zip").is_file()
+    first, second = capsys.readouterr().out.splitlines()[:2]  # what it says before any work
+    assert first.startswith("[train] grpo on TextGen-Copy-v0 with tiny, 8 tokens") and "loading the model" in first
+    assert "trains on 2000 prompts of its train split" in second
+    assert "evaluates on 2 of the 200 prompts of its 'test' split" in second
+
+
+def test_the_split_sizes_of_a_users_files_are_printed_at_start(tmp_path, capsys):
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(f'{{"prompt": "Say {i}", "reference": "{i}"}}\n' for i in range(5)))
+    test.write_text("".join(f'{{"prompt": "Tell {i}", "reference": "{i}"}}\n' for i in range(3)))
+    argv = ["--env", "TextGen-Copy-v0", "--task", f"train={train},test={test}", *TINY, "--steps", "4"]
+    main([*argv, "--eval-episodes", "-1", "--warm-start-tokens", "4", "--out", str(tmp_path / "run")])
+    second = capsys.readouterr().out.splitlines()[1]
+    assert "trains on 5 prompts of its train split (warm start and RL)" in second
+    assert "evaluates on 3 of the 3 prompts of its 'test' split" in second
 
 
 def test_env_module_colon_id_imports_the_users_module(tmp_path, monkeypatch):
