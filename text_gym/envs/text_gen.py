@@ -108,7 +108,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ## Arguments
     - ``task``: a task name (``text_gym.tasks.task_names()``), a path to a ``.jsonl`` file, a
       mapping of splits to ``.jsonl`` files (``{"train": "a.jsonl", "test": "b.jsonl"}``), or an
-      object with the task protocol (used whole: you chose its samples).
+      object with the task protocol (used whole: you chose its samples). Files of a mapping that
+      share a prompt are an error unless it holds ``"allow_overlap": True``.
     - ``tokenizer``: a preset name (``"smollm2-135m"``, ``"tiny"``), a local folder, or a
       tokenizer object.
     - ``reward``, ``reward_shaping``: see Rewards.
@@ -122,7 +123,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       ``"split"`` field or else by a stable hash of the normalised prompt (about 80/10/10, the same
       on every machine). A mapping of files gives each split its file. ``"all"`` uses every
       sample, and only when asked.
-    - ``chat_template``: wrap prompts in the tokenizer's chat template when it has one.
+    - ``chat_template``: wrap prompts in the tokenizer's chat template when it has one (a bool).
     - ``render_mode``: ``"ansi"`` (``render`` returns text) or ``"human"`` (prints it).
 
     ## Version History
@@ -130,7 +131,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       unchanged, so the id stays ``-v0``): ``info`` has one schema on reset and every step (see
       Info). In 0.1.0, ``reset`` returned ``"index"`` (an ``int``) and ``"prompt"``, steps
       returned ``{}``, and the last step returned ``"text"``, ``"prompt"``, ``"references"`` (a
-      list) and ``"scores"`` (floats).
+      list) and ``"scores"`` (floats). In 0.2.0 the split key became NFKC-normalised with format
+      characters removed, which moved two samples of the translation tasks between splits.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}

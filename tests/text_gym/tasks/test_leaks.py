@@ -148,3 +148,9 @@ def test_split_sizes_of_the_registered_tasks():
     # only for translation, where 2 samples moved (see CHANGELOG).
     assert [len(make_task("qa", s)) for s in SPLITS] == [828, 88, 98]
     assert [len(make_task("copy", s)) for s in SPLITS] == [2000, 200, 200]
+
+
+@pytest.mark.parametrize(("name", "sizes"), [("translate-fr", [588, 69, 66]), ("translate-de", [574, 67, 78])])
+def test_split_sizes_of_the_translation_tasks(name, sizes):
+    pytest.importorskip("django")  # the catalogues ship inside Django's wheel
+    assert [len(make_task(name, s)) for s in SPLITS] == sizes
