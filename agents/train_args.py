@@ -26,9 +26,9 @@ from agents.train_checks import (
     episodes,
     non_negative_float,
     positive_float,
-    positive_int,
     registered_env,
 )
+from agents.train_checks import positive_int as _positive_int  # the name flags have used
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import CheckpointError, read_settings
 from agents.trainers.grpo import GRPO
@@ -202,14 +202,14 @@ def _add_task_arguments(group: Any) -> None:
         default="bleu",
         help="env reward: bleu, chrf, sari, coherence, source-bleu..., or name=weight,name=weight",
     )
-    group.add_argument("--max-new-tokens", type=positive_int, default=None, help="reply budget (default: the env's)")
-    group.add_argument("--max-prompt-tokens", type=positive_int, default=None, help="prompt room (default: the env's)")
+    group.add_argument("--max-new-tokens", type=_positive_int, default=None, help="reply budget (default: the env's)")
+    group.add_argument("--max-prompt-tokens", type=_positive_int, default=None, help="prompt room (default: the env's)")
     group.add_argument("--prompt-truncation", choices=["error", "left"], help="(default: the env's, error)")
 
 
 def _add_training_arguments(group: Any) -> None:
     group.add_argument("--algo", choices=sorted(ALGOS), default="grpo", help="the trainer")
-    group.add_argument("--steps", type=positive_int, default=20_000, help="generated tokens to train for")
+    group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
     group.add_argument(
         "--warm-start-tokens",
         type=count,
@@ -217,21 +217,21 @@ def _add_training_arguments(group: Any) -> None:
         help="teacher forcing on this many train-split reference tokens before RL (0: none)",
     )
     group.add_argument("--warm-start-lr", type=positive_float, default=5e-5, help="learning rate of the warm start")
-    group.add_argument("--n-envs", type=positive_int, default=16, help="episodes per rollout")
-    group.add_argument("--group-size", type=positive_int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--n-envs", type=_positive_int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
     group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument(
-        "--n-epochs", type=positive_int, default=None, help="passes over each rollout (default: the trainer's)"
+        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
     )
     group.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=_positive_int,
         default=None,
         help="episodes per optimizer step (default: the whole rollout)",
     )
     group.add_argument(
         "--micro-batch-size",
-        type=positive_int,
+        type=_positive_int,
         help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
     )
     group.add_argument(
@@ -258,7 +258,7 @@ def _add_run_arguments(group: Any) -> None:
         default=10.0,
         help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
     )
-    group.add_argument("--keep-checkpoints", type=positive_int, default=3, help="periodic checkpoints to keep")
+    group.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="periodic checkpoints to keep")
     group.add_argument(
         "--resume",
         default=None,
