@@ -42,11 +42,13 @@ import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
+from agents.train_checks import splits_line, start_line
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
 from agents.trainers.selection import ValidationSelection
+from text_gym.errors import run_command
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
@@ -113,6 +115,8 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
+    if int(os.environ.get("RANK", "0")) == 0:  # say something at once: loading and evaluating take minutes
+        print(start_line(args), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -120,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # A resumed run plays the env it was saved with, even one a Python script gave other kwargs.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
+    if trainer._is_main:
+        print(splits_line(args, trainer.get_env(), env_id, env_kwargs), flush=True)
     run = _Run(args, out, _Evaluator(args, env_id, env_kwargs, bool(args.eval_episodes) and trainer._is_main))
     run.start_tokens = trainer.num_timesteps
     if trainer._is_main:
@@ -396,4 +402,4 @@ def _describe(task: Any) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m agents.train")  # a user error: one line and exit 2 (text_gym.errors)

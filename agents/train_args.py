@@ -20,11 +20,20 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.train_checks import (
+    check_paths,
+    count,
+    episodes,
+    non_negative_float,
+    positive_float,
+    registered_env,
+)
+from agents.train_checks import positive_int as _positive_int  # the name flags have used
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import CheckpointError, read_settings
 from agents.trainers.grpo import GRPO
 from agents.trainers.sequence_ppo import SequencePPO
-from text_gym.errors import check_positive_int
+from text_gym.tasks.files import ALLOW_OVERLAP
 
 __all__ = [
     "ALGOS",
@@ -74,20 +83,30 @@ _EPILOG = (
 )
 
 
-def parse_task(text: str) -> str | dict[str, str]:
+def parse_task(text: str) -> str | dict[str, str | bool]:
     """A ``--task`` value: a task name or ``.jsonl`` path, or ``split=path,...`` for one file per split.
+
+    ``allow_overlap=true`` lets the files share prompts (see ``text_gym.tasks.make_task``).
 
     >>> parse_task("qa")
     'qa'
     >>> parse_task("train=a.jsonl,test=b.jsonl")
     {'train': 'a.jsonl', 'test': 'b.jsonl'}
+    >>> parse_task("train=a.jsonl,test=a.jsonl,allow_overlap=true")
+    {'train': 'a.jsonl', 'test': 'a.jsonl', 'allow_overlap': True}
     """
     if "=" not in text:
         return text
     pairs = [part.partition("=") for part in text.split(",")]
     if any(not key or not value for key, _, value in pairs):
         raise argparse.ArgumentTypeError(f"expected NAME, PATH or split=PATH,split=PATH..., got {text!r}")
-    return {key: value for key, _, value in pairs}
+    task: dict[str, str | bool] = {key: value for key, _, value in pairs}
+    if ALLOW_OVERLAP in task:
+        flag = str(task[ALLOW_OVERLAP]).lower()
+        if flag not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"expected {ALLOW_OVERLAP}=true or false, got {task[ALLOW_OVERLAP]!r}")
+        task[ALLOW_OVERLAP] = flag == "true"
+    return task
 
 
 def parse_reward(text: str) -> str | dict[str, float]:
@@ -108,22 +127,6 @@ def parse_reward(text: str) -> str | dict[str, float]:
                 f"expected name=weight pairs such as bleu=1,source-bleu=-0.5, got {part!r}"
             ) from None
     return weights
-
-
-def _positive_int(text: str) -> int:
-    """An argparse ``type``: a positive int, checked as the Python API checks one."""
-    try:
-        return check_positive_int("value", int(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _non_negative_int(text: str) -> int:
-    """An argparse ``type``: an int >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
-    return value
 
 
 def _selection_split(text: str) -> str:
@@ -173,6 +176,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if args.resume:
         _take_from_checkpoint(parser, args)
+    else:
+        args.env = registered_env(parser, args.env)
+    check_paths(parser, args)
     if args.baseline != "group" and args.algo != "grpo":
         parser.error(f"--baseline {args.baseline} is GRPO's; --algo {args.algo} has a critic for its baseline.")
     return args
@@ -199,7 +205,7 @@ def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def _add_task_arguments(group: Any) -> None:
-    group.add_argument("--env", default="TextGen-v0", help="registered env id")
+    group.add_argument("--env", default="TextGen-v0", help="registered env id, or module:id to import module first")
     group.add_argument("--task", type=parse_task, help="task name, .jsonl file, or split=file,... (default: the env's)")
     group.add_argument("--model", default="smollm2-135m", help="model preset or folder (also the env's tokenizer)")
     group.add_argument(
@@ -218,13 +224,13 @@ def _add_training_arguments(group: Any) -> None:
     group.add_argument("--steps", type=_positive_int, default=20_000, help="generated tokens to train for")
     group.add_argument(
         "--warm-start-tokens",
-        type=int,
+        type=count,
         default=0,
         help="teacher forcing on this many train-split reference tokens before RL (0: none)",
     )
-    group.add_argument("--warm-start-lr", type=float, default=5e-5, help="learning rate of the warm start")
-    group.add_argument("--n-envs", type=int, default=16, help="episodes per rollout")
-    group.add_argument("--group-size", type=int, default=4, help="GRPO replies per prompt")
+    group.add_argument("--warm-start-lr", type=positive_float, default=5e-5, help="learning rate of the warm start")
+    group.add_argument("--n-envs", type=_positive_int, default=16, help="episodes per rollout")
+    group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
     group.add_argument(
         "--baseline",
         choices=["group", "scst"],
@@ -232,32 +238,42 @@ def _add_training_arguments(group: Any) -> None:
         help="GRPO's baseline: the group's mean reward, or scst: the greedy reply's reward (self-critical)",
     )
     group.add_argument("--scst", dest="baseline", action="store_const", const="scst", help="--baseline scst")
-    group.add_argument("--learning-rate", type=float, default=1e-5, help="AdamW learning rate of RL")
-    group.add_argument("--n-epochs", type=int, default=None, help="passes over each rollout (default: the trainer's)")
+    group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument(
-        "--batch-size", type=int, default=None, help="episodes per optimizer step (default: the whole rollout)"
+        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="episodes per optimizer step (default: the whole rollout)",
     )
     group.add_argument(
         "--micro-batch-size",
-        type=int,
+        type=_positive_int,
         help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
     )
     group.add_argument(
-        "--kl", type=float, default=None, help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)"
+        "--kl",
+        type=non_negative_float,
+        default=None,
+        help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)",
     )
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of rollouts")
-    group.add_argument("--lora", type=int, default=0, help="LoRA rank; 0 trains all weights")
-    group.add_argument("--seed", type=int, default=0, help="seeds training and the sampled evaluations")
+    group.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of rollouts")
+    group.add_argument("--lora", type=count, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=count, default=0, help="seeds training and the sampled evaluations")
     group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
-    group.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    group.add_argument("--threads", type=count, default=0, help="torch CPU threads (0: torch's default)")
 
 
 def _add_run_arguments(group: Any) -> None:
-    group.add_argument("--eval-episodes", type=int, default=64, help="held-out prompts (0: skip; -1: the whole split)")
+    group.add_argument(
+        "--eval-episodes", type=episodes, default=64, help="held-out prompts (0: skip; -1: the whole split)"
+    )
     group.add_argument("--eval-split", default="test", help="the split the table is measured on")
     group.add_argument(
         "--eval-every",
-        type=_non_negative_int,
+        type=count,
         default=0,
         help="evaluate on --selection-split every N warm-start steps and RL iterations and keep the best model "
         "(best_model.zip; the table measures it); 0: off, the table measures the last model",
@@ -270,7 +286,7 @@ def _add_run_arguments(group: Any) -> None:
     )
     group.add_argument(
         "--checkpoint-minutes",
-        type=float,
+        type=non_negative_float,
         default=10.0,
         help="save a resumable checkpoint under --out/checkpoints every this many minutes (0: off)",
     )
@@ -284,6 +300,9 @@ def _add_run_arguments(group: Any) -> None:
     group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
+    group.add_argument(
+        "--debug", action="store_true", help="show the traceback of a user error instead of one 'error:' line"
+    )
 
 
 def checkpoint_settings(path: str | Path) -> dict[str, Any]:

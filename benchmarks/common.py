@@ -265,23 +265,34 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     A last line without its newline was torn by a crash during its write, and is skipped.
 
     Raises:
-        ValueError: A complete line is not JSON (the file was damaged some other way).
+        ValueError: A complete line is not UTF-8 or not a JSON object (the file was damaged some
+            other way); the message names the file and the line.
     """
     path = Path(path)
     if not path.is_file():
         return []
-    *lines, _torn = path.read_text(encoding="utf-8").split("\n")
+    *lines, _torn = path.read_bytes().split(b"\n")
     records = []
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        fix = "delete the file (or the line) to start over"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"Expected UTF-8 text in {path}, got undecodable bytes on line {number} ({error.reason} at byte "
+                f"{error.start}: {raw[max(error.start - 20, 0) : error.start + 20]!r}); {fix}."
+            ) from None
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(
-                f"Expected one JSON record per line in {path}, got line {number}: {line[:80]!r} ({error}); "
-                "delete the file to start over."
+                f"Expected one JSON record per line in {path}, got line {number}: {line[:80]!r} ({error}); {fix}."
             ) from error
+        if not isinstance(record, dict):
+            raise ValueError(f"Expected a JSON object on line {number} of {path}, got {line[:80]!r}; {fix}.")
+        records.append(record)
     return records
 
 

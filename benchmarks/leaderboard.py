@@ -29,8 +29,10 @@ puts the table, date, machine and command between ``<!-- leaderboard:start -->``
 
 Nothing is lost to a late failure: every run (agent, task, seed) is appended to
 ``<out>/runs.jsonl`` as soon as it finishes, and the next invocation reuses the runs there that
-were played with the same settings (:data:`RESULT_ARGS`) instead of replaying them; ``--fresh``
-replays everything. All arguments (agents, checkpoints and their tokenizer, tasks, ``--out``,
+were played with the same settings (:data:`RESULT_ARGS`, the device and CPU threads, and the
+content of the files and model folders used: :func:`run_key`) instead of replaying them;
+``--fresh`` replays everything. A user error ends the command with one ``error:`` line and exit
+status 2 (``--debug`` shows the traceback). All arguments (agents, checkpoints and their tokenizer, tasks, ``--out``,
 ``--readme``) are checked before any agent plays.
 
 The code is split by concern: this module is the command line and runs the agents one after
@@ -60,6 +62,7 @@ from benchmarks.leaderboard_args import QUICK, AgentSpec, Args, task_label
 from benchmarks.leaderboard_report import check_outputs, render, table, update_readme, write_outputs
 from benchmarks.leaderboard_runs import RESULT_ARGS, evaluate_agent, finished_runs, key_text, plan, run_key
 from benchmarks.leaderboard_scoring import METRICS, summarize
+from text_gym.errors import run_command
 
 __all__ = [
     "METRICS",
@@ -168,4 +171,4 @@ def rerender(results: str, readme: str = "") -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m benchmarks.leaderboard")  # a user error: one line and exit 2 (text_gym.errors)

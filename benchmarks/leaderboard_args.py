@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import check_positive_int_or_zero, check_positive_ints
+from text_gym.errors import check_finite, check_non_negative_int
 
 KINDS = ("random", "greedy", "sampling", "beam", "copy-prompt", "reference", "ckpt")
 LM_KINDS = ("greedy", "sampling", "beam", "ckpt")
@@ -83,17 +84,29 @@ class Args:
         default=False,
         metadata={"help": "replay every run, ignoring and overwriting the finished runs in <out>/runs.jsonl"},
     )
+    debug: bool = field(
+        default=False, metadata={"help": "show the traceback of a user error instead of one 'error:' line"}
+    )
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "episodes", "batch_size", "num_beams", "repetition_n")
         check_positive_int_or_zero("max_new_tokens", self.max_new_tokens, "the env's default")
         check_positive_int_or_zero("threads", self.threads, "torch's default")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature: expected a positive number, got {self.temperature!r}.")
+        check_finite("temperature", self.temperature, positive=True)
+        for seed in self.seeds:
+            check_non_negative_int("seeds", seed)
         for name in ("agents", "tasks", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: expected at least one, got none.")
-        for spec in map(AgentSpec.parse, self.agents):  # fail before any model loads or agent plays
+        specs = [AgentSpec.parse(agent) for agent in self.agents]  # fail before any model loads or agent plays
+        labels = [spec.label for spec in specs]
+        shared = sorted({label for label in labels if labels.count(label) > 1})
+        if shared:
+            raise ValueError(
+                f"agents: expected one agent per label, got {len(labels) - len(set(labels))} repeated label(s) "
+                f"{shared} (their rows would merge). Name each one: LABEL=KIND[:MODEL], e.g. a=greedy b=greedy:path."
+            )
+        for spec in specs:
             if spec.model and spec.model.endswith(".zip") and not Path(spec.model).is_file():
                 raise ValueError(
                     f"Agent spec {spec.label!r}: expected a trainer checkpoint at {spec.model}, found no such file."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import json
 import os
 import threading
@@ -24,7 +25,8 @@ from benchmarks.leaderboard_args import LM_KINDS, AgentSpec, Args, task_label
 
 # The arguments a run's replies and figures depend on (with its agent spec, task and seed): a run
 # in runs.jsonl is reused only when all of them match. Speed and memory also depend on the
-# machine, --device and --threads, which a rerun in the same --out folder is assumed to keep.
+# device and the CPU threads, which run_key adds as resolved here; the machine itself is assumed
+# to stay the same within one --out folder.
 RESULT_ARGS = ("model", "split", "episodes", "max_new_tokens", "batch_size", "temperature", "num_beams")
 
 
@@ -181,13 +183,47 @@ def play_run(
 
 
 def run_key(args: Args, spec_text: str, task: str, seed: int) -> dict[str, Any]:
-    """What a run's results depend on: agent spec, task, seed, :data:`RESULT_ARGS` and the files used."""
+    """What a run's results depend on: agent spec, task, seed, :data:`RESULT_ARGS`, device, threads and the files used.
+
+    Files and folders (a task file, a checkpoint, a model folder) count by a SHA-256 of their
+    content, not their modification time: replaced weights replay, a copy or a ``touch`` does not.
+    """
+    import torch
+
+    from agents.modeling.loading import resolve_device
+
     key = {"spec": spec_text, "task": task, "seed": seed, **{name: getattr(args, name) for name in RESULT_ARGS}}
     key["temperature"] = float(key["temperature"])  # 1 and 1.0 play the same
-    # A checkpoint retrained or a task file edited since plays differently: their size and mtime tell.
-    paths = (AgentSpec.parse(spec_text).model, task)
-    key["files"] = {p: f"{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths if p and Path(p).is_file()}
+    key["device"] = str(resolve_device(args.device))  # "auto" as it resolves on this machine
+    key["threads"] = args.threads or torch.get_num_threads()  # 0: torch's default, here
+    paths = (AgentSpec.parse(spec_text).model, task, args.model)
+    key["files"] = {p: content_hash(p) for p in dict.fromkeys(paths) if p and Path(p).exists()}
     return key
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """A SHA-256 of a file's bytes, or of a folder's files (relative paths and bytes, in sorted order)."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root).as_posix()}\0".encode())
+        stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        digest.update(_file_sha256(str(file.resolve()), stamp).encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, stamp: tuple[int, ...]) -> str:
+    # Memoised within a process (each run of each agent keys the same model folder). The stamp
+    # only decides when to read again (the change time, which a copy or utime cannot set back,
+    # is in it); the key holds the content's hash.
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def key_text(key: dict[str, Any]) -> str:

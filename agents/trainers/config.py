@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from agents.modeling.lm import ACTOR_CRITIC_OPTIONS, LMActorCritic
-from text_gym.errors import check_positive_int
+from text_gym.errors import check_finite, check_positive_int
 
 __all__ = ["TrainerConfig", "build_actor_critic"]
 
@@ -55,9 +55,8 @@ class TrainerConfig:
         if not callable(lr) and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
             raise ValueError(f"learning_rate: expected a finite positive float or a schedule, got {lr!r}.")
         for name in ("max_grad_norm", "temperature"):
-            value = getattr(self, name)
-            if not 0 < value < math.inf:
-                raise ValueError(f"{name}: expected a finite positive float, got {value!r}.")
+            check_finite(name, getattr(self, name), positive=True)
+        check_finite("weight_decay", self.weight_decay, non_negative=True)
         if self.batch_size and self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size must be a multiple of micro_batch_size, got {self.batch_size} and {self.micro_batch_size}."

@@ -37,7 +37,7 @@ from agents.trainers.envs import make_trainer_envs
 from agents.trainers.interrupts import Stop
 from agents.trainers.losses import clipped_surrogate, masked_mean
 from agents.trainers.rollout import RolloutBatch, collect_rollout
-from text_gym.errors import check_choice
+from text_gym.errors import check_choice, check_finite
 
 __all__ = ["GRPO", "GRPOConfig", "group_advantages", "scst_advantages"]
 
@@ -72,12 +72,10 @@ class GRPOConfig(TrainerConfig):
             raise ValueError(
                 f"n_envs must be a multiple of group_size, got n_envs={self.n_envs}, group_size={self.group_size}."
             )
-        if not self.clip_range > 0 or (self.clip_range_high is not None and not self.clip_range_high > 0):
-            raise ValueError(
-                f"clip_range(_high): expected positive floats, got {self.clip_range!r}, {self.clip_range_high!r}."
-            )
-        if self.beta < 0:
-            raise ValueError(f"beta: expected a float >= 0, got {self.beta!r}.")
+        check_finite("clip_range", self.clip_range, positive=True)
+        if self.clip_range_high is not None:
+            check_finite("clip_range_high", self.clip_range_high, positive=True)
+        check_finite("beta", self.beta, non_negative=True)
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_choice("baseline", self.baseline, ("group", "scst"))
 

@@ -26,6 +26,7 @@ import torch
 from agents.trainers.base import TrainerBase, TrainerConfig
 from agents.trainers.losses import clipped_surrogate, masked_mean
 from agents.trainers.rollout import RolloutBatch
+from text_gym.errors import check_finite, check_positive_int
 
 __all__ = ["AdaptiveKLController", "SequencePPO", "SequencePPOConfig", "gae"]
 
@@ -60,16 +61,14 @@ class SequencePPOConfig(TrainerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if not 0.0 <= check_finite(name, getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name}: expected a float in [0, 1], got {getattr(self, name)!r}.")
-        if not self.clip_range > 0:
-            raise ValueError(f"clip_range: expected a positive float, got {self.clip_range!r}.")
-        if self.clip_range_vf is not None and not self.clip_range_vf > 0:
-            raise ValueError(f"clip_range_vf: expected a positive float or None, got {self.clip_range_vf!r}.")
-        if self.vf_coef < 0 or self.kl_coef < 0:
-            raise ValueError(f"vf_coef and kl_coef: expected floats >= 0, got {self.vf_coef!r} and {self.kl_coef!r}.")
-        if self.kl_target is not None and not self.kl_target > 0:
-            raise ValueError(f"kl_target: expected a positive float or None, got {self.kl_target!r}.")
+        for name in ("clip_range", "clip_range_vf", "kl_target", "target_kl"):  # None: off, where allowed
+            if name == "clip_range" or getattr(self, name) is not None:
+                check_finite(name, getattr(self, name), positive=True)
+        check_finite("vf_coef", self.vf_coef, non_negative=True)
+        check_finite("kl_coef", self.kl_coef, non_negative=True)
+        check_positive_int("kl_horizon", self.kl_horizon)
         if self.kl_target is not None and self.kl_coef == 0:
             raise ValueError("kl_target needs kl_coef > 0 to adapt from, got kl_coef=0.")
 

@@ -106,7 +106,9 @@ def test_run_key_tells_settings_and_changed_files_apart(tmp_path: Path) -> None:
         Args(agents=["reference"], tasks=[str(task)], model="tiny", num_beams=2), "reference", str(task), 0
     )
     assert key != leaderboard.run_key(args, "reference", str(task), 1)
-    os.utime(task, ns=(1, 1))  # the task file was edited
+    os.utime(task, ns=(1, 1))  # touched, not edited: the same content plays the same
+    assert key == leaderboard.run_key(args, "reference", str(task), 0)
+    task.write_text('{"prompt": "Say ho", "reference": "ho", "split": "test"}\n')  # edited, same size
     assert key != leaderboard.run_key(args, "reference", str(task), 0)
 
 

@@ -15,9 +15,9 @@ from transformers import PreTrainedTokenizerBase
 
 from text_gym.envs.info import UnscoredReplyWarning, encode_references
 from text_gym.envs.prompts import PromptEncoder
-from text_gym.errors import check_choice, check_positive_int
+from text_gym.errors import check_bool, check_choice, check_positive_int
 from text_gym.rewards import TOTAL_KEY, Reward, RewardFunction, make_reward
-from text_gym.tasks import Task, check_split, make_task
+from text_gym.tasks import Task, check_split, get_sample, make_task
 from text_gym.tokenization import load_tokenizer, logits_size
 
 RewardShaping = Literal["sparse", "delta"]
@@ -110,7 +110,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ## Arguments
     - ``task``: a task name (``text_gym.tasks.task_names()``), a path to a ``.jsonl`` file, a
       mapping of splits to ``.jsonl`` files (``{"train": "a.jsonl", "test": "b.jsonl"}``), or an
-      object with the task protocol (used whole: you chose its samples).
+      object with the task protocol (used whole: you chose its samples). Files of a mapping that
+      share a prompt are an error unless it holds ``"allow_overlap": True``.
     - ``tokenizer``: a preset name (``"smollm2-135m"``, ``"tiny"``), a local folder, or a
       tokenizer object.
     - ``reward``, ``reward_shaping``: see Rewards.
@@ -124,7 +125,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       ``"split"`` field or else by a stable hash of the normalised prompt (about 80/10/10, the same
       on every machine). A mapping of files gives each split its file. ``"all"`` uses every
       sample, and only when asked.
-    - ``chat_template``: wrap prompts in the tokenizer's chat template when it has one.
+    - ``chat_template``: wrap prompts in the tokenizer's chat template when it has one (a bool).
     - ``render_mode``: ``"ansi"`` (``render`` returns text) or ``"human"`` (prints it).
 
     ## Version History
@@ -132,7 +133,8 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
       unchanged, so the id stays ``-v0``): ``info`` has one schema on reset and every step (see
       Info). In 0.1.0, ``reset`` returned ``"index"`` (an ``int``) and ``"prompt"``, steps
       returned ``{}``, and the last step returned ``"text"``, ``"prompt"``, ``"references"`` (a
-      list) and ``"scores"`` (floats).
+      list) and ``"scores"`` (floats). In 0.2.0 the split key became NFKC-normalised with format
+      characters removed, which moved two samples of the translation tasks between splits.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
@@ -153,6 +155,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         check_positive_int("max_new_tokens", max_new_tokens)
         check_positive_int("max_prompt_tokens", max_prompt_tokens)
         check_choice("reward_shaping", reward_shaping, REWARD_SHAPINGS)
+        check_bool("chat_template", chat_template)
         check_split(split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             # Warn, as gym.make does, instead of refusing: SB3's make_vec_env asks for "rgb_array".
@@ -214,7 +217,7 @@ class TextGenEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         """Start a new reply to a new prompt; ``options={"index": i}`` picks sample ``i``."""
         super().reset(seed=seed)
         index = self._pick_index(options)
-        sample = self.task[index]
+        sample = get_sample(self.task, index)
         prompt_ids = self.prompts.encode(sample.prompt)  # may raise; state untouched
         if seed is None:  # a seeded reset is a deliberate restart (checkers, evaluation); autoresets pass none
             self._warn_if_unscored()

@@ -22,8 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from text_gym.errors import UnknownNameError
-from text_gym.tasks.base import ALL, SPLITS, ListTask, Sample, Task, check_split, split_of, split_task
-from text_gym.tasks.files import from_jsonl, from_records
+from text_gym.tasks.base import (
+    ALL,
+    SPLITS,
+    ListTask,
+    Sample,
+    Task,
+    check_split,
+    check_task,
+    get_sample,
+    split_of,
+    split_task,
+)
+from text_gym.tasks.files import ALLOW_OVERLAP, check_disjoint, from_jsonl, from_records
 from text_gym.tasks.qa import QATask
 from text_gym.tasks.synthetic import GENERATORS, EchoLetterTask, SyntheticTask, number_to_words
 from text_gym.tasks.translation import LANGUAGES, TranslationTask
@@ -64,7 +75,7 @@ def _build(name: str, split: str) -> Task:
     task = _FACTORIES[name](split)
     if not isinstance(task, Task):
         raise TypeError(f"The factory of task {name!r} returned a {type(task).__name__}; expected a Task.")
-    return task
+    return check_task(task)
 
 
 @functools.lru_cache(maxsize=16)
@@ -77,29 +88,47 @@ def _is_path(spec: object) -> bool:
     return isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".jsonl"))
 
 
-def _jsonl_task(spec: str | os.PathLike[str], split: str, whole: bool = False) -> ListTask:
+def _file_id(spec: str | os.PathLike[str]) -> tuple[str, int, int]:
     path = Path(spec).resolve()
     stat = path.stat()  # FileNotFoundError names the path
-    return _load_jsonl(str(path), stat.st_mtime_ns, stat.st_size, split, whole)
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
-def _mapped_task(files: Mapping[str, Any], split: str) -> ListTask:
+def _jsonl_task(spec: str | os.PathLike[str], split: str, whole: bool = False) -> ListTask:
+    return _load_jsonl(*_file_id(spec), split, whole)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_files_disjoint(files: tuple[tuple[str, str, int, int], ...]) -> None:
+    # Once per set of files (errors are not cached): the 64 envs of a vector env check once.
+    tasks = {split: _load_jsonl(path, mtime_ns, size, split, True) for split, path, mtime_ns, size in files}
+    check_disjoint(tasks, {split: path for split, path, _, _ in files})
+
+
+def _mapped_task(spec: Mapping[str, Any], split: str) -> ListTask:
+    files = {key: value for key, value in spec.items() if key != ALLOW_OVERLAP}
+    allow_overlap = spec.get(ALLOW_OVERLAP, False)
     unknown = sorted(str(key) for key in files if key not in SPLITS)
     if unknown or not files:
         raise ValueError(
-            f"Expected a task mapping of splits {list(SPLITS)} to .jsonl files, got keys {sorted(map(str, files))}."
+            f"Expected a task mapping of splits {list(SPLITS)} to .jsonl files, got keys {sorted(map(str, spec))} "
+            f"(it may also hold {ALLOW_OVERLAP!r}: True)."
         )
+    if not isinstance(allow_overlap, bool):
+        raise TypeError(f"Expected the task mapping's {ALLOW_OVERLAP!r} to be a bool, got {allow_overlap!r}.")
     bad = {key: value for key, value in files.items() if not _is_path(value)}
     if bad:
         raise TypeError(f"Expected every value of the task mapping to be a .jsonl path, got {bad!r}.")
-    if split == ALL:
-        return ListTask(
-            [s for key in SPLITS if key in files for s in _jsonl_task(files[key], key, whole=True)], name="files"
-        )
-    if split not in files:
+    if split != ALL and split not in files:
         raise ValueError(
             f"The task mapping has no file for split {split!r}; expected one of its keys {sorted(files)}, "
             f"or add {split!r}: 'path.jsonl' to it."
+        )
+    if not allow_overlap:
+        _check_files_disjoint(tuple((key, *_file_id(files[key])) for key in SPLITS if key in files))
+    if split == ALL:
+        return ListTask(
+            [s for key in SPLITS if key in files for s in _jsonl_task(files[key], key, whole=True)], name="files"
         )
     return _jsonl_task(files[split], split, whole=True)
 
@@ -118,7 +147,8 @@ def make_task(
               as :func:`from_jsonl` splits it (records' own ``split`` fields first, then about
               80/10/10 by a hash of the prompt);
             - a mapping of split names to ``.jsonl`` files (``{"train": "a.jsonl", "test":
-              "b.jsonl"}``): the file of ``split``, used whole;
+              "b.jsonl"}``): the file of ``split``, used whole; files that share a prompt (compared
+              as splits compare them) are an error unless the mapping also holds ``"allow_overlap": True``;
             - an object with ``name``, ``__len__`` and ``__getitem__``: returned as is (you chose
               its samples yourself);
             - a list or tuple of ``(prompt, references)`` pairs: wrapped in a :class:`ListTask`, whole.
@@ -129,6 +159,7 @@ def make_task(
         UnknownNameError: If ``spec`` is a string that is neither a registered name nor a ``.jsonl`` path.
         ValueError: If ``split`` is not one of :data:`SPLITS` or ``"all"``, or a mapping lacks it.
         DatasetError: If the split of a file is empty or a record is malformed.
+        DatasetError: Also if a task object has no samples or its ``task[0]`` is not a :class:`Sample`.
         TypeError: If ``spec`` is none of the above.
     """
     check_split(split)
@@ -143,7 +174,7 @@ def make_task(
             f"Unknown task {spec!r}; expected one of {task_names()}, a path to a .jsonl file, or a Task object."
         )
     if isinstance(spec, Task):
-        return spec
+        return check_task(spec)
     if isinstance(spec, (list, tuple)):
         return ListTask(spec)
     raise TypeError(
@@ -171,6 +202,7 @@ __all__ = [
     "TranslationTask",
     "from_jsonl",
     "from_records",
+    "get_sample",
     "make_task",
     "number_to_words",
     "register_task",

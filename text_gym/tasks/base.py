@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -81,6 +82,36 @@ class Task(Protocol):
         ...
 
 
+def get_sample(task: Task, index: int) -> Sample:
+    """Return ``task[index]``, or raise :class:`DatasetError` if it is not a :class:`Sample`.
+
+    A task object is the user's code; this turns a wrong return type into an error that names the
+    task and the fix, instead of an ``AttributeError`` deep inside the env.
+    """
+    sample = task[index]
+    if not isinstance(sample, Sample):
+        name = getattr(task, "name", type(task).__name__)
+        raise DatasetError(
+            f"Task {name!r}: expected task[{index}] to be a text_gym.tasks.Sample, got {type(sample).__name__} "
+            f"{sample!r:.80}. Return Sample(prompt, references), or wrap (prompt, references) pairs in ListTask(pairs)."
+        )
+    return sample
+
+
+def check_task(task: Task) -> Task:
+    """Return ``task`` if it has at least one sample and ``task[0]`` is a :class:`Sample`; else raise.
+
+    Raises:
+        DatasetError: If ``len(task)`` is not a positive int, or ``task[0]`` is not a Sample.
+    """
+    size = len(task)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        name = getattr(task, "name", type(task).__name__)
+        raise DatasetError(f"Task {name!r} has {size!r} samples; expected at least one (prompt, references) Sample.")
+    get_sample(task, 0)
+    return task
+
+
 def stable_hash(text: str) -> int:
     """Return a 64-bit hash of ``text`` that is the same in every Python run and on every platform.
 
@@ -101,13 +132,24 @@ def check_split(split: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Return the key under which identical prompts are grouped: stripped, spaces collapsed, casefolded.
+    """Return the key under which identical prompts are grouped and hashed to a split.
+
+    Two prompts that a reader cannot tell apart get one key, so they land in one split and a test
+    prompt cannot leak into train in another spelling: the text is NFKC-normalised (NFC and NFD
+    forms, full-width letters and ligatures become one form), format characters (Unicode category
+    ``Cf``: zero-width spaces and joiners, the byte-order mark, bidi marks) are removed, runs of
+    whitespace become one space, the ends are stripped, and case is folded.
 
     Example:
         >>> normalize_text("  What is   AI? ") == normalize_text("what is ai?")
         True
+        >>> normalize_text("Caf\\u00e9") == normalize_text("Cafe\\u0301") == normalize_text("caf\\u200b\\u00e9")
+        True
     """
-    return re.sub(r"\s+", " ", text.strip()).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    text = re.sub(r"\s+", " ", text).strip().casefold()
+    return unicodedata.normalize("NFKC", text)  # casefolding can undo NFKC ("\u0130" -> "i\u0307")
 
 
 def sample_key(sample: Sample) -> str:

@@ -25,7 +25,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from text_gym.errors import DatasetError
-from text_gym.tasks.base import SPLITS, ListTask, Sample, split_task
+from text_gym.tasks.base import SPLITS, ListTask, Sample, Task, sample_key, split_task
+
+ALLOW_OVERLAP = "allow_overlap"
+"""The key of a task mapping that opts out of its overlap check: ``{"train": ..., "test": ..., "allow_overlap": True}``."""
 
 
 def sample_from_record(record: object, where: str) -> tuple[Sample, str | None]:
@@ -142,3 +145,41 @@ def from_jsonl(
     if not items:
         raise DatasetError(f"{path} has no records; expected one JSON object per line with 'prompt' and 'reference'.")
     return split_task(items, split, name or path.stem, origin=str(path), whole=whole)
+
+
+def check_disjoint(tasks: Mapping[str, Task], origins: Mapping[str, str]) -> None:
+    """Raise :class:`DatasetError` if two splits given as separate files share a prompt.
+
+    Prompts are compared by :func:`~text_gym.tasks.base.sample_key` (NFKC, format characters
+    removed, whitespace collapsed, case folded), the key that splits every other task source, so
+    a test prompt cannot reach train in another spelling. The same file given for two splits
+    shares every prompt.
+
+    Args:
+        tasks: The task of each split.
+        origins: What each split came from (its file), for the message.
+
+    Raises:
+        DatasetError: Listing the first shared prompts, their count, and the opt-out
+            (``allow_overlap=True`` in the mapping) for overlaps you intend.
+    """
+    first: dict[str, tuple[str, str]] = {}  # key -> (split, prompt as written)
+    shared: dict[tuple[str, str], list[str]] = {}
+    for split, task in tasks.items():
+        for key, prompt in {sample_key(task[i]): task[i].prompt for i in range(len(task))}.items():
+            if key in first and first[key][0] != split:
+                shared.setdefault((first[key][0], split), []).append(prompt)
+            first.setdefault(key, (split, prompt))
+    if not shared:
+        return
+    (a, b), prompts = next(iter(shared.items()))
+    count = sum(map(len, shared.values()))
+    pairs = ", ".join(f"{x} ({origins[x]}) and {y} ({origins[y]}): {len(p)}" for (x, y), p in shared.items())
+    shown = ", ".join(repr(p[:60]) for p in prompts[:3])
+    raise DatasetError(
+        f"The task files share {count} prompt(s) between splits ({pairs}), e.g. {a}/{b}: {shown}. A prompt "
+        "in two splits leaks held-out data into training. Remove the copies (prompts are compared after "
+        f"Unicode NFKC normalisation, case folding and whitespace collapsing), or add {ALLOW_OVERLAP!r}: True "
+        "to the task mapping (on the command line: --task train=a.jsonl,test=b.jsonl,allow_overlap=true) "
+        "if the overlap is intended."
+    )

@@ -37,8 +37,8 @@ hash of the prompt and source). Measured on Django 5.2.19 (other versions differ
 ========  =====  ==========  ====  =======  ============  ==========================
 language  train  validation  test  samples  with 2+ refs  pairs kept / entries
 ========  =====  ==========  ====  =======  ============  ==========================
-fr        587    69          67    723      33            827 / 920
-de        573    68          78    719      10            823 / 923 (17 untranslated)
+fr        588    69          66    723      33            827 / 920
+de        574    67          78    719      10            823 / 923 (17 untranslated)
 es        598    79          60    737      55            841 / 920
 ========  =====  ==========  ====  =======  ============  ==========================
 
