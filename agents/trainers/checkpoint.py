@@ -6,10 +6,12 @@ An archive holds::
     trainer.json               class, config, env kwargs, counters, RNG states that are numbers, history
     trainer_state.safetensors  optimizer moments and RNG states that are tensors
 
-Nothing in it is a pickle: a checkpoint from someone else is untrusted input, so tensors are
-safetensors and the rest JSON. The archive is written to a temporary file beside the target and
-moved into place (:mod:`agents.atomic`), so an interrupted save leaves the previous checkpoint
-intact. Paths are exact: ``save("model.v1")`` writes ``model.v1`` (``.zip`` is added only to a
+plus ``manifest.json``, the SHA-256 of every member. Nothing in it is a pickle: a checkpoint
+from someone else is untrusted input, so tensors are safetensors and the rest JSON, the archive
+is read under limits with its hashes checked (:mod:`agents.trainers.archive`), and every stored
+setting is checked before use (:mod:`agents.trainers.checkpoint_checks`). The archive is
+written to a temporary file beside the target and moved into place (:mod:`agents.atomic`), so
+an interrupted save leaves the previous checkpoint intact. Paths are exact: ``save("model.v1")`` writes ``model.v1`` (``.zip`` is added only to a
 path without a suffix, as SB3 does), and ``load`` reads exactly that file.
 """
 
@@ -22,14 +24,14 @@ import random
 import re
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.atomic import atomic_path
+from agents.trainers.archive import Archive, CheckpointError, archive_path, member_errors, staging_folder, write_folder
+from agents.trainers.checkpoint_checks import check_stored_state
 from text_gym.errors import check_positive_int
 
 __all__ = [
@@ -55,20 +57,6 @@ ARCHIVE_MEMBERS = ("trainer.json", "model/actor_critic.json")
 _STATE_FILE = "trainer_state.safetensors"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete or does not fit what loads it; the message names the archive."""
-
-
-def archive_path(path: str | os.PathLike[str]) -> Path:
-    """The file a checkpoint path means: ``path`` itself, with ``.zip`` added only when it has no suffix.
-
-    >>> str(archive_path("runs/model")), str(archive_path("runs/model.v1")), str(archive_path("m.zip"))
-    ('runs/model.zip', 'runs/model.v1', 'm.zip')
-    """
-    path = Path(path)
-    return path if path.suffix else path.with_suffix(".zip")
-
-
 def write_archive(
     path: str | os.PathLike[str], policy: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
 ) -> Path:
@@ -76,41 +64,56 @@ def write_archive(
     from safetensors.torch import save_file
 
     target = archive_path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        policy.save_pretrained(os.path.join(tmp, "model"))
-        Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
+    with staging_folder(target) as tmp:
+        policy.save_pretrained(tmp / "model")
+        (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
         if tensors:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, os.path.join(tmp, _STATE_FILE))
-        with (
-            atomic_path(target) as part,
-            zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive,
-        ):  # weights do not compress
-            for file in sorted(Path(tmp).rglob("*")):
-                if file.is_file():
-                    archive.write(file, file.relative_to(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / _STATE_FILE)
+        write_folder(target, tmp)
     return target
 
 
 def read_archive(
-    path: str | os.PathLike[str], device: torch.device
+    path: str | os.PathLike[str], device: torch.device, trainer_class: Any = None, *, env_given: bool = False
 ) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
     """Return the ``LMActorCritic`` (float32), the JSON state and the tensors that :func:`write_archive` stored.
 
+    The archive is checked (:class:`~agents.trainers.archive.Archive`: limits, hashes) and so are
+    its settings (:func:`~agents.trainers.checkpoint_checks.check_stored_state`) before any of it
+    is used.
+
+    Args:
+        path: The checkpoint.
+        device: Where the model goes.
+        trainer_class: The loading trainer class, whose run the checkpoint must be.
+        env_given: The caller passes the env, so the stored env id is not used.
+
     Raises:
         FileNotFoundError: No file at ``archive_path(path)``.
-        CheckpointError: The file is not a zip archive, or lacks a member; the message names both.
+        CheckpointError: The file is not a checkpoint, is damaged or hostile; the message names the member.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from agents.modeling.lm import LMActorCritic
 
     target = archive_path(path)
-    with tempfile.TemporaryDirectory() as tmp, _open_archive(target) as archive:
-        names = set(archive.namelist())
-        archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
-        state = json.loads(Path(tmp, "trainer.json").read_text())
-        tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
-        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
+    with Archive(target) as archive:
+        archive.require(ARCHIVE_MEMBERS)
+        state = archive.read_json("trainer.json")
+        check_stored_state(target, state, trainer_class, env_given=env_given)
+        if "optimizer" in state and _STATE_FILE not in archive.names:
+            raise CheckpointError(
+                f"{target} is incomplete: member {_STATE_FILE} (the optimizer and random states) is missing."
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            archive.extract(Path(tmp))
+            tensors = {}
+            if _STATE_FILE in archive.names:
+                with member_errors(target, _STATE_FILE, "is not a safetensors file", (SafetensorError,)):
+                    tensors = load_file(os.path.join(tmp, _STATE_FILE))
+            with member_errors(target, "model/", "does not load", (SafetensorError,)):
+                model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
     return model, state, tensors
 
 
@@ -119,30 +122,21 @@ def read_settings(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
 
     What a command line needs to know about a run before loading it: the trainer class, config,
     env id and kwargs, seed, counters, and the model it started from (``"model"``, ``"lora"``).
+    Both are checked as :func:`read_archive` checks them.
 
     Raises:
         FileNotFoundError: No file at ``archive_path(path)``.
-        CheckpointError: The file is not a zip archive, or lacks a member.
+        CheckpointError: The file is not a checkpoint, is damaged or hostile.
     """
-    with _open_archive(archive_path(path)) as archive:
-        return json.loads(archive.read("trainer.json")), json.loads(archive.read("model/actor_critic.json"))
-
-
-def _open_archive(target: Path) -> zipfile.ZipFile:
-    """``target`` opened as a zip archive that has every member of :data:`ARCHIVE_MEMBERS`."""
-    if not target.is_file():
-        raise FileNotFoundError(f"Expected a trainer checkpoint at {target}, found no such file.")
-    try:
-        archive = zipfile.ZipFile(target)
-    except zipfile.BadZipFile as error:
-        raise CheckpointError(f"{target} is not a trainer checkpoint: expected a zip archive, got {error}.") from error
-    missing = [member for member in ARCHIVE_MEMBERS if member not in archive.namelist()]
-    if missing:
-        archive.close()
-        raise CheckpointError(
-            f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}."
-        )
-    return archive
+    target = archive_path(path)
+    with Archive(target) as archive:
+        archive.require(ARCHIVE_MEMBERS)
+        state = archive.read_json("trainer.json")
+        check_stored_state(target, state)
+        model = archive.read_json("model/actor_critic.json")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{target}: member model/actor_critic.json: expected a JSON object, got {model!r}.")
+    return state, model
 
 
 # ---------------------------------------------------------------------------------- optimizer
@@ -287,7 +281,7 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         "format": 2,
         "class": type(trainer).__name__,
         "config": config,
-        "env_id": trainer.env_id,
+        "env_id": trainer.env_id and trainer.env_id.rsplit(":", 1)[-1],  # registered by now: no module to import
         "env_kwargs": env_kwargs,
         "unsaved": unsaved,
         "seed": trainer.seed,

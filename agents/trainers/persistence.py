@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 
 from agents.modeling.loading import resolve_device
+from agents.trainers.archive import member_errors
 from agents.trainers.checkpoint import (
     CheckpointError,
     archive_path,
@@ -90,21 +91,20 @@ class PersistenceMixin:
 
         Raises:
             FileNotFoundError: No checkpoint at ``path``.
-            CheckpointError: It was saved by another trainer class, is incomplete, lacks a
-                setting that must be passed again, or needs a tokenizer that is not available.
+            CheckpointError: It was saved by another trainer class, is incomplete, damaged or
+                hostile (a stored env id with a ``module:`` part, settings out of range: see
+                :mod:`agents.trainers.checkpoint_checks`), lacks a setting that must be passed
+                again, or needs a tokenizer that is not available. The message names the member.
         """
         target = archive_path(path)
-        model, state, tensors = read_archive(target, resolve_device(device))
-        if state["class"] != cls.__name__:
-            raise CheckpointError(
-                f"{target}: expected a saved {cls.__name__}, got a saved {state['class']}; use {state['class']}.load."
-            )
+        model, state, tensors = read_archive(target, resolve_device(device), cls, env_given=env is not None)
         config, others, env_kwargs = _saved_settings(cls.config_class, state, kwargs)
         check_resumable(target, state, config, env_kwargs, env)
         env = env if env is not None else state.get("env_id")
         others.setdefault("seed", state.get("seed"))
         trainer = cls(model, env, device=device, env_kwargs=env_kwargs or None, **others, **config)
-        restore_trainer_state(trainer, state, tensors)
+        with member_errors(target, "trainer_state.safetensors", "does not fit the trainer"):
+            restore_trainer_state(trainer, state, tensors)
         return trainer
 
     def _extra_state(self) -> dict[str, Any]:
