@@ -27,10 +27,11 @@ they are missing and measures the margin over ``copy-prompt`` alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,12 @@ import torch
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
+from agents.run_folder import RunLock, check_fresh_folder, clean_strays
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.trainers.base import TrainerBase
-from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
+from agents.trainers.periodic import PeriodicCheckpoints
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
@@ -111,6 +113,31 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
+    with _claimed_folder(args):
+        return _train(args)
+
+
+@contextlib.contextmanager
+def _claimed_folder(args: argparse.Namespace) -> Iterator[None]:
+    """Hold ``--out`` for this run (:mod:`agents.run_folder`): locked, and, for a fresh run, free of another's files.
+
+    Only the main process claims it under ``accelerate`` (the others write nothing there).
+    """
+    out = Path(args.out)
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with RunLock(out):
+        try:
+            if not args.resume:
+                check_fresh_folder(out, overwrite=args.overwrite)
+            yield
+        finally:
+            clean_strays(out)
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    """The run itself, in a claimed ``--out``."""
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -242,6 +242,11 @@ def _add_run_arguments(group: Any) -> None:
         help="continue the run saved at PATH (a checkpoint, interrupted.zip or model.zip) for --steps more tokens",
     )
     group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a fresh run in an --out that holds another run's files removes them (default: refuse)",
+    )
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
 
@@ -305,7 +310,7 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int)
     actions = {a.dest: a for a in build_parser()._actions}
     words = ["python", "-m", "agents.train", "--resume", str(checkpoint)]
     for name in args.given:
-        if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out"):
+        if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out", "overwrite"):
             continue
         action, value = actions[name], getattr(args, name)
         if action.nargs == 0:  # a switch

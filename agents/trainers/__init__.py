@@ -33,15 +33,15 @@ _EXPORTS: dict[str, str] = {
     "TrainerBase": "agents.trainers.base",
     "TrainerConfig": "agents.trainers.config",
     "TrainingInterrupted": "agents.trainers.interrupts",
-    "PeriodicCheckpoints": "agents.trainers.checkpoint",
+    "PeriodicCheckpoints": "agents.trainers.periodic",
 }
 
 if TYPE_CHECKING:
     from agents.trainers.base import TrainerBase
-    from agents.trainers.checkpoint import PeriodicCheckpoints
     from agents.trainers.config import TrainerConfig
     from agents.trainers.grpo import GRPO, GRPOConfig
     from agents.trainers.interrupts import TrainingInterrupted
+    from agents.trainers.periodic import PeriodicCheckpoints
     from agents.trainers.sequence_ppo import SequencePPO, SequencePPOConfig
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -18,12 +18,9 @@ path without a suffix, as SB3 does), and ``load`` reads exactly that file.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-import re
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +29,10 @@ import torch
 
 from agents.trainers.archive import Archive, CheckpointError, archive_path, member_errors, staging_folder, write_folder
 from agents.trainers.checkpoint_checks import check_stored_state
-from text_gym.errors import check_positive_int
 
 __all__ = [
     "ARCHIVE_MEMBERS",
     "CheckpointError",
-    "PeriodicCheckpoints",
     "archive_path",
     "read_archive",
     "read_settings",
@@ -280,6 +275,7 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     state = {
         "format": 2,
         "class": type(trainer).__name__,
+        "run_id": trainer.run_id,
         "config": config,
         "env_id": trainer.env_id and trainer.env_id.rsplit(":", 1)[-1],  # registered by now: no module to import
         "env_kwargs": env_kwargs,
@@ -309,6 +305,7 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
     }
     trainer.num_timesteps, trainer.iteration = counters["num_timesteps"], counters["iteration"]
     trainer._n_updates = counters.get("n_updates", 0)
+    trainer.run_id = state.get("run_id") or trainer.run_id  # the same run, so its pruning finds its files
     if "optimizer" not in state:  # an archive from before resume support: weights only
         return
     tensors_to_optimizer(trainer.optimizer, tensors, state["optimizer"])
@@ -338,47 +335,3 @@ def _is_json(value: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-class PeriodicCheckpoints:
-    """Save a trainer every ``minutes`` of wall time, between iterations, keeping the newest ``keep``.
-
-    Pass it to ``learn(checkpoints=...)``. Saving happens only after a complete iteration (rollout
-    and update), so every checkpoint resumes exactly; files are
-    ``<folder>/<prefix>_<num_timesteps>_steps.zip``, written atomically.
-
-    Args:
-        folder: Where the checkpoints go.
-        minutes: Wall time between two saves.
-        keep: How many of the newest checkpoints to keep (older ones of this prefix are deleted).
-        prefix: The file name prefix.
-    """
-
-    def __init__(
-        self, folder: str | os.PathLike[str], minutes: float = 10.0, keep: int = 3, prefix: str = "checkpoint"
-    ) -> None:
-        if not minutes > 0 or not math.isfinite(minutes):
-            raise ValueError(f"minutes: expected a finite positive number, got {minutes!r}.")
-        check_positive_int("keep", keep)
-        self.folder, self.seconds, self.keep, self.prefix = Path(folder), 60.0 * minutes, keep, prefix
-        self._last = time.monotonic()
-
-    def maybe_save(self, trainer: Any) -> Path | None:
-        """Save ``trainer`` if ``minutes`` have passed since the last save (or the start); return the path."""
-        if time.monotonic() - self._last < self.seconds:
-            return None
-        path = trainer.save(self.folder / f"{self.prefix}_{trainer.num_timesteps}_steps.zip")
-        self._last = time.monotonic()
-        for old in self.saved()[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def saved(self) -> list[Path]:
-        """This prefix's checkpoints in the folder, oldest first (by step count)."""
-        pattern = re.compile(rf"{re.escape(self.prefix)}_(\d+)_steps\.zip")
-        found = [
-            (int(m.group(1)), p)
-            for p in self.folder.glob(f"{self.prefix}_*_steps.zip")
-            if (m := pattern.fullmatch(p.name))
-        ]
-        return [p for _, p in sorted(found)]

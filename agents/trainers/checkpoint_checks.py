@@ -80,6 +80,9 @@ def check_stored_state(target: Path, state: Any, trainer_class: Any = None, *, e
     _check_config(target, config, getattr(trainer_class, "config_class", None))
     for name, value in (state.get("counters") or {}).items():
         _int_in(target, f"counters.{name}", value, 0, _MAX_COUNTER)
+    run_id = state.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and re.fullmatch(r"[0-9a-f]{1,64}", run_id)):
+        _refuse(target, "run_id", "a hex string", run_id)
     if state.get("seed") is not None:
         _int_in(target, "seed", state["seed"], 0, 2**32 - 1)
     env_kwargs = _typed(target, state, "env_kwargs", dict, {})
