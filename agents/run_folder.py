@@ -12,17 +12,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agents.atomic import remove_stray_temporaries
 from text_gym.errors import TextGymError
 
-__all__ = ["RUN_FILES", "RunFolderError", "RunLock", "check_fresh_folder", "clean_strays"]
+__all__ = ["RUN_FILES", "RunFolderError", "RunLock", "check_fresh_folder", "claimed_folder", "clean_strays"]
 
 RUN_FILES = (
     "model.zip",
@@ -133,3 +135,24 @@ def _alive(holder: dict[str, Any]) -> bool:
 def clean_strays(out: Path) -> list[Path]:
     """Remove the temporaries of killed saves in ``out`` and ``out/checkpoints`` (ours too: call it at exit)."""
     return [p for folder in (out, out / "checkpoints") for p in remove_stray_temporaries(folder, ours=True)]
+
+
+@contextlib.contextmanager
+def claimed_folder(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
+    """Hold ``out`` for a run: locked, free of another run's files when fresh, cleaned of strays at exit.
+
+    Under ``accelerate`` only the main process (``RANK`` 0) claims it: the others write nothing there.
+
+    Raises:
+        RunFolderError: Another live run holds ``out``, or a fresh run finds another run's files there.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with RunLock(out):
+        try:
+            if not resume:
+                check_fresh_folder(out, overwrite=overwrite)
+            yield
+        finally:
+            clean_strays(out)

@@ -27,11 +27,10 @@ they are missing and measures the margin over ``copy-prompt`` alone.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import torch
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
-from agents.run_folder import RunLock, check_fresh_folder, clean_strays
+from agents.run_folder import claimed_folder
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.trainers.base import TrainerBase
 from agents.trainers.interrupts import TrainingInterrupted
@@ -113,27 +112,8 @@ def results_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line: evaluate, (warm-start,) train, save, evaluate again; return the results."""
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
-    with _claimed_folder(args):
+    with claimed_folder(Path(args.out), resume=bool(args.resume), overwrite=args.overwrite):
         return _train(args)
-
-
-@contextlib.contextmanager
-def _claimed_folder(args: argparse.Namespace) -> Iterator[None]:
-    """Hold ``--out`` for this run (:mod:`agents.run_folder`): locked, and, for a fresh run, free of another's files.
-
-    Only the main process claims it under ``accelerate`` (the others write nothing there).
-    """
-    out = Path(args.out)
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield
-        return
-    with RunLock(out):
-        try:
-            if not args.resume:
-                check_fresh_folder(out, overwrite=args.overwrite)
-            yield
-        finally:
-            clean_strays(out)
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,8 +132,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         trainer.set_logger(make_logger(out, formats, resume_at=resume_at))  # a resumed run extends progress.csv
     run.before_rl(trainer)
     start = time.perf_counter()
-    if args.warm_start_tokens > 0 and not args.resume:
-        trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr)
+    if trainer.warm_start_progress is not None or args.warm_start_tokens > 0 and not args.resume:
+        _warm_start(trainer, args, out)  # or, on --resume from a checkpoint saved during one, its rest
         run.after_warm_start(trainer)
     _learn(trainer, args, out)
     seconds = time.perf_counter() - start
@@ -314,14 +294,34 @@ def _row_order(row: dict[str, Any]) -> int:
     return groups.index(True) if any(groups) else len(groups)
 
 
+def _periodic(args: argparse.Namespace, out: Path, is_main: bool) -> PeriodicCheckpoints | None:
+    if args.checkpoint_minutes > 0 and is_main:
+        return PeriodicCheckpoints(
+            out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo
+        )
+    return None
+
+
+def _warm_start(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
+    """The warm start with RL's protection: periodic checkpoints; a signal saves, prints how to resume and exits."""
+    budget = {"total_tokens": args.warm_start_tokens, "learning_rate": args.warm_start_lr}
+    try:
+        trainer.warm_start(
+            **(budget if trainer.warm_start_progress is None else {}),  # a resumed one keeps its own
+            progress_bar=not args.no_progress,
+            checkpoint_on_interrupt=out / "interrupted.zip",
+            checkpoints=_periodic(args, out, trainer._is_main),
+        )
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:
+            print(f"\n{stop}\nResume with:\n  {resume_command(args, stop.checkpoint, args.steps)}", flush=True)
+        raise SystemExit(stop.exit_code) from None
+
+
 def _learn(trainer: TrainerBase, args: argparse.Namespace, out: Path) -> None:
     """RL for ``--steps`` tokens with periodic checkpoints; a signal saves, prints how to resume and exits."""
     is_main, start_steps = trainer._is_main, trainer.num_timesteps
-    checkpoints = None
-    if args.checkpoint_minutes > 0 and is_main:
-        checkpoints = PeriodicCheckpoints(
-            out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo
-        )
+    checkpoints = _periodic(args, out, is_main)
     try:
         trainer.learn(
             args.steps,

@@ -1,11 +1,11 @@
-"""SB3 callbacks made for the sequence trainers."""
+"""SB3 callbacks made for the sequence trainers, and the warm start's progress bar."""
 
 from __future__ import annotations
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["TokenProgressBar"]
+__all__ = ["TokenProgressBar", "WarmStartBar"]
 
 
 class TokenProgressBar(BaseCallback):
@@ -41,3 +41,26 @@ class TokenProgressBar(BaseCallback):
             self._postfix["generated"] = f"{self.model.num_timesteps}tok"
             self._bar.set_postfix(self._postfix, refresh=False)
         self._bar.close()
+
+
+class WarmStartBar:
+    """A tqdm bar over a warm start's reference tokens (a context manager); does nothing when not ``enabled``."""
+
+    def __init__(self, enabled: bool, total: int | None, done: int) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=done, unit="tok", desc="warm start", dynamic_ncols=True)
+
+    def __enter__(self) -> WarmStartBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, tokens: int) -> None:
+        """Show ``tokens`` done in all."""
+        if self._bar is not None and tokens > self._bar.n:
+            self._bar.update(tokens - self._bar.n)

@@ -265,7 +265,8 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         env_kwargs[key] = stored
     optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
     rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
-    tensors = {**optimizer_tensors, **rng_tensors}
+    warm_start, warm_tensors = trainer._warm_start_run.state() if trainer._warm_start_run else (None, {})
+    tensors = {**optimizer_tensors, **rng_tensors, **warm_tensors}
     if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
         unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
         for name, value in trainer._reference.state_dict().items():
@@ -293,6 +294,7 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         "extra": trainer._extra_state(),
         "history": trainer.history,
         "supervised_history": trainer.supervised_history,
+        "warm_start": warm_start,  # a warm start in progress, or None
     }
     return state, tensors, unsaved
 
@@ -327,6 +329,8 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
     trainer._load_extra_state(state["extra"])
     trainer.history = state["history"]
     trainer.supervised_history = state["supervised_history"]
+    if state.get("warm_start"):
+        trainer._resume_warm_start(state["warm_start"], tensors)
 
 
 def _is_json(value: Any) -> bool:

@@ -142,9 +142,31 @@ def _check_records(target: Path, state: dict[str, Any]) -> None:
     for key in ("returns", "lengths"):
         if not isinstance(episodes.get(key), list) or not all(_is_number(v) for v in episodes[key]):
             _refuse(target, f"episodes.{key}", "a list of numbers", episodes.get(key))
+    warm = state.get("warm_start")
+    if warm is not None:
+        _check_warm_start(target, warm)
     unsaved = _typed(target, state, "unsaved", list, [])
     if not all(isinstance(item, str) for item in unsaved):
         _refuse(target, "unsaved", "a list of strings", unsaved)
+
+
+def _check_warm_start(target: Path, warm: Any) -> None:
+    """A warm start in progress: its budget and progress (the sample order is checked against the task on load)."""
+    if not isinstance(warm, dict):
+        _refuse(target, "warm_start", "a JSON object or null", warm)
+    if warm.get("total_tokens") is not None:
+        _int_in(target, "warm_start.total_tokens", warm["total_tokens"], 1, _MAX_COUNTER)
+    for name in ("max_seconds", "learning_rate", "cpu_seconds"):
+        if warm.get(name) is not None and not _is_number(warm[name]):
+            _refuse(target, f"warm_start.{name}", "a number", warm[name])
+    _int_in(target, "warm_start.batch_size", warm.get("batch_size"), 1, _MAX_EPISODES)
+    for name in ("tokens", "steps"):
+        _int_in(target, f"warm_start.{name}", warm.get(name), 0, _MAX_COUNTER)
+    if not isinstance(warm.get("order"), list) or len(warm["order"]) > _MAX_COUNTER:
+        _refuse(target, "warm_start.order", "a list of sample indices", warm.get("order"))
+    for name in ("rng", "optimizer"):
+        if not isinstance(warm.get(name), dict):
+            _refuse(target, f"warm_start.{name}", "a JSON object", warm.get(name))
 
 
 def _typed(target: Path, state: dict[str, Any], key: str, kind: type, default: Any) -> Any:

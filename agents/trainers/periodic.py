@@ -21,7 +21,8 @@ class PeriodicCheckpoints:
 
     Pass it to ``learn(checkpoints=...)``. Saving happens only after a complete iteration (rollout
     and update), so every checkpoint resumes exactly; files are
-    ``<folder>/<prefix>_<num_timesteps>_steps.zip``, written atomically. Pruning deletes only
+    ``<folder>/<prefix>_<num_timesteps>_steps.zip`` (``<prefix>_warm_<tokens>_tokens.zip`` during a
+    warm start, which takes them too), written atomically. Pruning deletes only
     checkpoints of the same run (the ``run_id`` stored in each), never another run's files that
     share the folder and prefix. A save that fails (a full disk) warns, and training goes on.
 
@@ -50,8 +51,14 @@ class PeriodicCheckpoints:
         if time.monotonic() - self._last < self.seconds:
             return None
         self._last = time.monotonic()
+        warm = trainer.warm_start_progress
+        name = (
+            f"{self.prefix}_warm_{warm}_tokens.zip"
+            if warm is not None
+            else f"{self.prefix}_{trainer.num_timesteps}_steps.zip"
+        )
         try:
-            path = trainer.save(self.folder / f"{self.prefix}_{trainer.num_timesteps}_steps.zip")
+            path = trainer.save(self.folder / name)
         except OSError as error:
             warnings.warn(
                 f"Periodic checkpoint in {self.folder} failed ({error}); training goes on, the next save is in "
@@ -64,13 +71,16 @@ class PeriodicCheckpoints:
         return path
 
     def saved(self, run_id: str | None = None) -> list[Path]:
-        """This prefix's checkpoints in the folder, oldest first (by step count); only run ``run_id``'s if given."""
-        pattern = re.compile(rf"{re.escape(self.prefix)}_(\d+)_steps\.zip")
-        found = [
-            (int(m.group(1)), p)
-            for p in self.folder.glob(f"{self.prefix}_*_steps.zip")
-            if (m := pattern.fullmatch(p.name))
-        ]
+        """This prefix's checkpoints in the folder, oldest first; only run ``run_id``'s if given.
+
+        Oldest first means warm-start checkpoints (``<prefix>_warm_<tokens>_tokens.zip``, by
+        tokens), then RL ones (``<prefix>_<steps>_steps.zip``, by step count).
+        """
+        pattern = re.compile(rf"{re.escape(self.prefix)}_(?:(\d+)_steps|warm_(\d+)_tokens)\.zip")
+        found = []
+        for path in self.folder.glob(f"{self.prefix}_*.zip"):
+            if m := pattern.fullmatch(path.name):
+                found.append(((1, int(m.group(1))) if m.group(1) else (0, int(m.group(2))), path))
         return [p for _, p in sorted(found) if run_id is None or stored_run_id(p) == run_id]
 
 

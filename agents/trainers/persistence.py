@@ -124,14 +124,19 @@ class PersistenceMixin:
         self.num_timesteps, tensors, meta = snapshot
         restore_rng(self._np_random, self._generator, tensors, meta)
 
-    def _interrupted(self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int) -> None:
-        """Save the last complete iteration to ``where`` (``AUTO``: the default name; None: nowhere), then raise."""
+    def _interrupted(
+        self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int, then: str | None = None
+    ) -> None:
+        """Save the last complete step to ``where`` (``AUTO``: the default name; None: nowhere), then raise.
+
+        ``then`` is what to call on the loaded trainer to go on (default: ``learn`` for the rest).
+        """
         path = None
         if where is not None:
             path = self.save(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
         remaining = max(total_timesteps - self.num_timesteps, 1)
-        hint = f"{type(self).__name__}.load({str(path)!r}).learn({remaining}, reset_num_timesteps=False)"
-        raise TrainingInterrupted(signum, path, hint)
+        then = then or f"learn({remaining}, reset_num_timesteps=False)"
+        raise TrainingInterrupted(signum, path, f"{type(self).__name__}.load({str(path)!r}).{then}")
 
 
 def _saved_settings(
