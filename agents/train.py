@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         run.after_warm_start(trainer)
     _learn(trainer, args, out)
     seconds = time.perf_counter() - start
-    saved = trainer.save(out / "model.zip")
+    saved = trainer.save_or_rescue(out / "model.zip")  # a full disk must not lose the trained weights
     label = "supervised+RL" if trainer.supervised_history else "trained"
     run.evaluations += run.evaluator.policy(trainer, label)
     results = run.results(trainer, seconds, finished=True)

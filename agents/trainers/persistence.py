@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,6 +78,33 @@ class PersistenceMixin:
             )
         return write_archive(target, self.policy, state, tensors)
 
+    def save_or_rescue(self, path: str | os.PathLike[str]) -> Path:
+        """:meth:`save` to ``path``; if that fails (a full disk, a folder gone), to a fallback path, printed.
+
+        The weights are in memory until a save succeeds: a failed final save must not lose a
+        trained model. The fallbacks are ``~/.cache/text_gym/rescued/`` and the system's
+        temporary folder, under ``<run_id>-<name>``.
+
+        Raises:
+            OSError: Every save failed; the message lists the paths tried.
+        """
+        target = archive_path(path)
+        try:
+            return self.save(target)
+        except OSError as error:
+            errors = [f"{target}: {error}"]
+        name = f"{self.run_id}-{target.name}"
+        for fallback in (Path.home() / ".cache" / "text_gym" / "rescued" / name, Path(tempfile.gettempdir()) / name):
+            print(f"Saving {target} failed ({errors[-1]}); saving to {fallback} instead.", file=sys.stderr, flush=True)
+            try:
+                saved = self.save(fallback)
+            except OSError as error:
+                errors.append(f"{fallback}: {error}")
+                continue
+            print(f"Saved to {saved} (not {target}): move it where you want it.", file=sys.stderr, flush=True)
+            return saved
+        raise OSError(f"Could not save {type(self).__name__} anywhere: {'; '.join(errors)}.")
+
     @classmethod
     def load(
         cls: type[T], path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any
@@ -133,7 +162,7 @@ class PersistenceMixin:
         """
         path = None
         if where is not None:
-            path = self.save(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
+            path = self.save_or_rescue(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
         remaining = max(total_timesteps - self.num_timesteps, 1)
         then = then or f"learn({remaining}, reset_num_timesteps=False)"
         raise TrainingInterrupted(signum, path, f"{type(self).__name__}.load({str(path)!r}).{then}")
