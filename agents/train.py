@@ -44,6 +44,7 @@ from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_e
 from agents.run_folder import claimed_folder
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.trainers.base import TrainerBase
+from agents.trainers.checkpoint import read_settings
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
 from agents.trainers.periodic import PeriodicCheckpoints
@@ -122,6 +123,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     trainer = build_trainer(args, _accelerator(args))  # builds the env: bad task, reward or budget fail here
+    if args.resume and "optimizer" not in read_settings(args.resume)[0]:
+        print(f"Note: {args.resume} holds weights and settings only: training goes on from its weights with a fresh "
+              "optimizer, not exactly where it stopped (interrupted.zip and checkpoints/ resume exactly).", flush=True)  # fmt: skip
     # A resumed run plays the env it was saved with, even one a Python script gave other kwargs.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
@@ -137,7 +141,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         run.after_warm_start(trainer)
     _learn(trainer, args, out)
     seconds = time.perf_counter() - start
-    saved = trainer.save_or_rescue(out / "model.zip")  # a full disk must not lose the trained weights
+    # Weights and settings only (a third of a checkpoint); a full disk must not lose them.
+    saved = trainer.save_or_rescue(out / "model.zip", resumable=False)
     label = "supervised+RL" if trainer.supervised_history else "trained"
     run.evaluations += run.evaluator.policy(trainer, label)
     results = run.results(trainer, seconds, finished=True)
@@ -145,7 +150,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
         _print_summary(args, results, run)
         print(
-            f"\nSaved {saved}: reload it with {type(trainer).__name__}.load({str(saved)!r}), or train on with\n"
+            f"\nSaved {saved}: reload it with {type(trainer).__name__}.load({str(saved)!r}), or train on from it "
+            "(with a fresh optimizer: it holds weights and settings only) with\n"
             f"  {resume_command(args, saved, args.steps)}\n"
             f"Results in {out / 'results.json'}; training logs in {out / 'progress.csv'} and TensorBoard ({out}).",
             flush=True,

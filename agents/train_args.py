@@ -13,6 +13,7 @@ continues a run: every flag the user gave, except those the checkpoint now deter
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -288,9 +289,15 @@ def _agrees(name: str, given: Any, saved: dict[str, Any]) -> bool:
     value = saved[name]
     if name == "warm_start_tokens":  # the warm start runs to the first batch past the count: compare whether
         return (given > 0) == (value > 0)
+    if name == "task" and given is not None:  # stored as absolute paths: compare the files, not their spelling
+        given = {k: _abspath(v) for k, v in given.items()} if isinstance(given, dict) else _abspath(given)
     if value is None and name in _ENV_FLAGS:  # the run left it to the env: compare with the registered default
         value = gym.spec(saved["env"]).kwargs.get(name) if saved["env"] in gym.registry else None
     return given == value
+
+
+def _abspath(task: str) -> str:
+    return os.path.abspath(task) if task.endswith(".jsonl") else task
 
 
 def _shown(saved: dict[str, Any], name: str) -> str:
@@ -308,7 +315,7 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int)
     (:data:`CHECKPOINT_FLAGS`), so the resumed run evaluates, saves and logs as this one did.
     """
     actions = {a.dest: a for a in build_parser()._actions}
-    words = ["python", "-m", "agents.train", "--resume", str(checkpoint)]
+    words = ["python", "-m", "agents.train", "--resume", os.path.abspath(checkpoint)]  # works from any directory
     for name in args.given:
         if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out", "overwrite"):
             continue
@@ -318,4 +325,4 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int)
         else:
             text = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
             words += [action.option_strings[0], text]
-    return shlex.join([*words, "--steps", str(steps), "--out", str(args.out)])
+    return shlex.join([*words, "--steps", str(steps), "--out", os.path.abspath(args.out)])

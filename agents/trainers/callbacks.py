@@ -12,8 +12,9 @@ class TokenProgressBar(BaseCallback):
     """A tqdm bar over generated tokens (SB3's own bar assumes every sub-env steps every time).
 
     ``learn`` finishes the rollout that crosses its budget, so the token count ends a little
-    past ``total_timesteps``. The bar stops at its total (tqdm drops the total, and the bar,
-    once the count passes it) and says at the end how many tokens were generated in all.
+    past ``total_timesteps`` (up to one rollout, ``n_envs * max_new_tokens``). The bar says so
+    from the start (``whole rollouts: up to +N``), and once the count passes the budget its
+    total grows with it, so that at the end it shows the tokens that really ran.
     """
 
     def _on_training_start(self) -> None:
@@ -22,12 +23,18 @@ class TokenProgressBar(BaseCallback):
         self._total = self.locals["total_timesteps"]
         start = min(self.model.num_timesteps, self._total)
         self._bar = tqdm(total=self._total, initial=start, unit="tok", dynamic_ncols=True)
+        layout, env = self.model.layout, self.model.env
         self._postfix: dict[str, str] = {}
+        if layout is not None and env is not None:
+            self._postfix["whole rollouts"] = f"up to +{env.num_envs * layout.max_new_tokens}tok"
+            self._bar.set_postfix(self._postfix)
 
     def _on_step(self) -> bool:
-        shown = min(self.model.num_timesteps, self._total)
-        if shown > self._bar.n:
-            self._bar.update(shown - self._bar.n)
+        count = self.model.num_timesteps
+        if count > self._bar.total:  # the last rollout runs past the budget: the total is what really runs
+            self._bar.total = count
+        if count > self._bar.n:
+            self._bar.update(count - self._bar.n)
         return True
 
     def _on_rollout_end(self) -> None:
@@ -37,9 +44,6 @@ class TokenProgressBar(BaseCallback):
             self._bar.set_postfix(self._postfix, refresh=False)
 
     def _on_training_end(self) -> None:
-        if self.model.num_timesteps > self._total:  # the last rollout ran past the budget
-            self._postfix["generated"] = f"{self.model.num_timesteps}tok"
-            self._bar.set_postfix(self._postfix, refresh=False)
         self._bar.close()
 
 

@@ -238,12 +238,57 @@ def schedule_from_json(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- a trainer's state
-def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[str]]:
+def trainer_state(trainer: Any, *, resumable: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[str]]:
     """Everything :meth:`TrainerBase.load` needs to continue ``trainer`` exactly: ``(json, tensors, unsaved)``.
 
     ``unsaved`` names the settings that could not be stored (a reward function, a custom
     learning-rate schedule): they are recorded by ``repr`` and must be passed again to ``load``.
+    With ``resumable=False``, only the settings, counters and logs: no optimizer moments, random
+    states, KL reference or warm start in progress (a final model, a third of a checkpoint's size).
     """
+    config, env_kwargs, unsaved = _settings(trainer)
+    state = {
+        "format": 2,
+        "class": type(trainer).__name__,
+        "run_id": trainer.run_id,
+        "config": config,
+        "env_id": trainer.env_id and trainer.env_id.rsplit(":", 1)[-1],  # registered by now: no module to import
+        "env_kwargs": env_kwargs,
+        "unsaved": unsaved,
+        "seed": trainer.seed,
+        "counters": {
+            "num_timesteps": trainer.num_timesteps,
+            "iteration": trainer.iteration,
+            "n_updates": trainer._n_updates,
+        },
+        "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
+        "history": trainer.history,
+        "supervised_history": trainer.supervised_history,
+    }
+    if not resumable:
+        return state, {}, unsaved
+    optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
+    rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
+    warm_start, warm_tensors = trainer._warm_start_run.state() if trainer._warm_start_run else (None, {})
+    tensors = {**optimizer_tensors, **rng_tensors, **warm_tensors}
+    if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
+        unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
+        for name, value in trainer._reference.state_dict().items():
+            if unique.setdefault(value.data_ptr(), name) == name:
+                tensors[f"reference.{name}"] = value
+    sub_envs = getattr(trainer.env, "envs", None) or []
+    state |= {
+        "optimizer": optimizer_meta,
+        "rng": rng_meta,
+        "env_rng": [env.unwrapped.np_random.bit_generator.state for env in sub_envs],
+        "extra": trainer._extra_state(),
+        "warm_start": warm_start,  # a warm start in progress, or None
+    }
+    return state, tensors, unsaved
+
+
+def _settings(trainer: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The config and env kwargs as JSON, and what of them cannot be stored: ``(config, env_kwargs, unsaved)``."""
     import dataclasses
 
     from text_gym.rewards import reward_spec
@@ -262,45 +307,29 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         if stored is None or not _is_json(stored):
             unsaved.append(f"env_kwargs[{key!r}]={value!r}")
             continue
-        env_kwargs[key] = stored
-    optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
-    rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
-    warm_start, warm_tensors = trainer._warm_start_run.state() if trainer._warm_start_run else (None, {})
-    tensors = {**optimizer_tensors, **rng_tensors, **warm_tensors}
-    if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
-        unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
-        for name, value in trainer._reference.state_dict().items():
-            if unique.setdefault(value.data_ptr(), name) == name:
-                tensors[f"reference.{name}"] = value
-    sub_envs = getattr(trainer.env, "envs", None) or []
-    state = {
-        "format": 2,
-        "class": type(trainer).__name__,
-        "run_id": trainer.run_id,
-        "config": config,
-        "env_id": trainer.env_id and trainer.env_id.rsplit(":", 1)[-1],  # registered by now: no module to import
-        "env_kwargs": env_kwargs,
-        "unsaved": unsaved,
-        "seed": trainer.seed,
-        "counters": {
-            "num_timesteps": trainer.num_timesteps,
-            "iteration": trainer.iteration,
-            "n_updates": trainer._n_updates,
-        },
-        "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
-        "optimizer": optimizer_meta,
-        "rng": rng_meta,
-        "env_rng": [env.unwrapped.np_random.bit_generator.state for env in sub_envs],
-        "extra": trainer._extra_state(),
-        "history": trainer.history,
-        "supervised_history": trainer.supervised_history,
-        "warm_start": warm_start,  # a warm start in progress, or None
-    }
-    return state, tensors, unsaved
+        env_kwargs[key] = _absolute(key, stored)
+    return config, env_kwargs, unsaved
+
+
+def _absolute(key: str, value: Any) -> Any:
+    """Task files and tokenizer folders as absolute paths, so that a resume works from any directory."""
+    if key == "task" and isinstance(value, dict):
+        return {split: _absolute(key, path) for split, path in value.items()}
+    if key == "task" and isinstance(value, str) and value.endswith(".jsonl") or key == "tokenizer" and _is_dir(value):
+        return os.path.abspath(value)
+    return value
+
+
+def _is_dir(value: Any) -> bool:
+    return isinstance(value, str) and Path(value).is_dir()
 
 
 def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``."""
+    """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``.
+
+    A weights-only archive (``save(..., resumable=False)``, or one from before resume support)
+    restores the counters and logs; the optimizer and random states stay fresh.
+    """
     counters = state.get("counters") or {
         "num_timesteps": state.get("num_timesteps", 0),
         "iteration": state.get("iteration", 0),
@@ -308,7 +337,11 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
     trainer.num_timesteps, trainer.iteration = counters["num_timesteps"], counters["iteration"]
     trainer._n_updates = counters.get("n_updates", 0)
     trainer.run_id = state.get("run_id") or trainer.run_id  # the same run, so its pruning finds its files
-    if "optimizer" not in state:  # an archive from before resume support: weights only
+    trainer.history = state.get("history", [])
+    trainer.supervised_history = state.get("supervised_history", [])
+    trainer.ep_info_buffer.extend(state.get("episodes", {}).get("returns", []))
+    trainer.ep_len_buffer.extend(state.get("episodes", {}).get("lengths", []))
+    if "optimizer" not in state:  # weights and settings only
         return
     tensors_to_optimizer(trainer.optimizer, tensors, state["optimizer"])
     restore_rng(trainer._np_random, trainer._generator, tensors, state["rng"])
@@ -324,11 +357,7 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
             raise CheckpointError(
                 f"The saved reference policy does not fit the model: missing {missing}, unexpected {unexpected}."
             )
-    trainer.ep_info_buffer.extend(state["episodes"]["returns"])
-    trainer.ep_len_buffer.extend(state["episodes"]["lengths"])
     trainer._load_extra_state(state["extra"])
-    trainer.history = state["history"]
-    trainer.supervised_history = state["supervised_history"]
     if state.get("warm_start"):
         trainer._resume_warm_start(state["warm_start"], tensors)
 
