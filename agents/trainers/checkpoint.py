@@ -312,16 +312,12 @@ def _settings(trainer: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
 
 
 def _absolute(key: str, value: Any) -> Any:
-    """Task files and tokenizer folders as absolute paths, so that a resume works from any directory."""
+    """Task files as absolute paths, so that a resume works from any directory."""
     if key == "task" and isinstance(value, dict):
         return {split: _absolute(key, path) for split, path in value.items()}
-    if key == "task" and isinstance(value, str) and value.endswith(".jsonl") or key == "tokenizer" and _is_dir(value):
+    if key == "task" and isinstance(value, str) and value.endswith(".jsonl"):
         return os.path.abspath(value)
     return value
-
-
-def _is_dir(value: Any) -> bool:
-    return isinstance(value, str) and Path(value).is_dir()
 
 
 def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
