@@ -338,7 +338,8 @@ class WarmStartMixin:
         run, rows = self._warm_start_run, []
         fit = {"temperature": self.config.temperature, "max_grad_norm": self.config.max_grad_norm}
         fit |= {"autocast": self._autocast, "device": self.device}
-        with catch_signals() as stop, WarmStartBar(progress_bar, run.total_tokens, run.tokens) as bar:
+        stopping = "finishing the warm-start step in progress, then saving a checkpoint."
+        with catch_signals(stopping) as stop, WarmStartBar(progress_bar, run.total_tokens, run.tokens) as bar:
             while not run.done and stop.signum is None:
                 rows.append(run.step(self.policy, env, **fit))
                 self.supervised_history.append(rows[-1])
