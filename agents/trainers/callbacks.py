@@ -65,6 +65,17 @@ class WarmStartBar:
             self._bar.close()
 
     def update(self, tokens: int) -> None:
-        """Show ``tokens`` done in all."""
-        if self._bar is not None and tokens > self._bar.n:
+        """Show ``tokens`` done in all (the last batch may pass the budget: the total follows)."""
+        if self._bar is None:
+            return
+        if self._bar.total is not None and tokens > self._bar.total:
+            self._bar.total = tokens
+        if tokens > self._bar.n:
             self._bar.update(tokens - self._bar.n)
+
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bar (or just print it)."""
+        if self._bar is None:
+            print(line, flush=True)
+        else:
+            self._bar.write(line)

@@ -343,8 +343,8 @@ class WarmStartMixin:
             while not run.done and stop.signum is None:
                 rows.append(run.step(self.policy, env, **fit))
                 self.supervised_history.append(rows[-1])
-                self._log_supervised_step(rows[-1], print_line=run.done or run.steps % log_interval == 0)
                 bar.update(run.tokens)
+                self._log_supervised_step(rows[-1], bar.write if run.done or run.steps % log_interval == 0 else None)
                 if checkpoints is not None and not run.done:  # a finished warm start is saved by what follows
                     checkpoints.maybe_save(self)
             self._weights_changed()
@@ -372,19 +372,18 @@ class WarmStartMixin:
         run.load_state(record, tensors, len(self._warm_start_env().task))
         self._warm_start_run = run
 
-    def _log_supervised_step(self, row: dict[str, float], print_line: bool) -> None:
-        """Write one warm-start row to the logger's files, at its token count; print one line every interval."""
+    def _log_supervised_step(self, row: dict[str, float], write: Callable[[str], None] | None) -> None:
+        """Write one warm-start row to the logger's files, at its token count, and a line with ``write`` if given."""
         for key, value in row.items():
             self.logger.record(key, value, exclude=("stdout", "log"))
         with warnings.catch_warnings():  # SB3's stdout writer warns when every key is excluded from it
             warnings.filterwarnings("ignore", message="Tried to write empty key-value dict")
             self.logger.dump(step=int(row["supervised/tokens"]))
-        if print_line and self.verbose >= 1 and self._is_main:
+        if write is not None and self.verbose >= 1 and self._is_main:
             run = self._warm_start_run
             total = f"/{run.total_tokens}" if run.total_tokens else ""
-            print(
+            write(
                 f"warm start: {int(row['supervised/tokens'])}{total} tokens, step {run.steps}, "
                 f"loss {row['supervised/loss']:.4f}, grad norm {row['supervised/grad_norm']:.3f}, "
-                f"{row['supervised/cpu_seconds']:.1f} CPU-s",
-                flush=True,
+                f"{row['supervised/cpu_seconds']:.1f} CPU-s"
             )
