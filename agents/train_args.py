@@ -13,6 +13,7 @@ continues a run: every flag the user gave, except those the checkpoint now deter
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 from collections.abc import Sequence
@@ -161,6 +162,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Set the settings the ``--resume`` checkpoint determines; exit (status 2) on a given flag that contradicts it."""
+    if "env" in args.given and ":" in args.env:  # a checkpoint never imports; the user may, naming the module
+        module = args.env.split(":", 1)[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--env {args.env}: cannot import {module!r}: {error}")
     try:
         saved = checkpoint_settings(args.resume)
     except (OSError, CheckpointError) as error:
@@ -289,6 +296,8 @@ def _agrees(name: str, given: Any, saved: dict[str, Any]) -> bool:
     value = saved[name]
     if name == "warm_start_tokens":  # the warm start runs to the first batch past the count: compare whether
         return (given > 0) == (value > 0)
+    if name == "env":  # stored without the module that registered it
+        given = given.rsplit(":", 1)[-1]
     if name == "task" and given is not None:  # stored as absolute paths: compare the files, not their spelling
         given = {k: _abspath(v) for k, v in given.items()} if isinstance(given, dict) else _abspath(given)
     if value is None and name in _ENV_FLAGS:  # the run left it to the env: compare with the registered default

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
 from agents.train_args import parse_args
@@ -78,6 +80,26 @@ def test_a_run_on_module_env_id_is_stored_without_the_module(tmp_path):
     trainer = GRPO("tiny", "text_gym:TextGen-EchoLetter-v0", env_kwargs=ECHO, n_envs=4, group_size=2, verbose=0)
     saved = trainer.save(tmp_path / "run.zip")
     assert read_settings(saved)[0]["env_id"] == "TextGen-EchoLetter-v0" and GRPO.load(saved).env.num_envs == 4
+
+
+def test_resuming_a_run_on_a_users_env_needs_their_explicit_module(tmp_path, monkeypatch, capsys):
+    (tmp_path / "myenvs.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('MyEcho-v0', entry_point='text_gym.envs.text_gen:TextGenEnv', kwargs={'task': 'echo-letter'})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trainer = GRPO("tiny", "myenvs:MyEcho-v0", env_kwargs=ECHO, n_envs=4, group_size=2, verbose=0)
+    saved = trainer.save(tmp_path / "run.zip")
+    del gym.registry["MyEcho-v0"], sys.modules["myenvs"]  # a new process: nothing imported the module yet
+    try:
+        with pytest.raises(SystemExit):
+            parse_args(["--resume", str(saved)])
+        assert "'MyEcho-v0', which is not registered here" in capsys.readouterr().err
+        args = parse_args(["--resume", str(saved), "--env", "myenvs:MyEcho-v0", "--model", "tiny"])
+        assert args.env == "MyEcho-v0" and "MyEcho-v0" in gym.registry
+    finally:
+        gym.registry.pop("MyEcho-v0", None)
+        sys.modules.pop("myenvs", None)
 
 
 @pytest.mark.parametrize(
