@@ -55,8 +55,7 @@ def check_fresh_folder(out: Path, *, overwrite: bool) -> None:
     Raises:
         RunFolderError: ``out`` is a file, or holds run files and ``overwrite`` is False.
     """
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out: expected a folder for the run's files, got the file {out}; choose another --out.")
+    _check_folder(out)
     found = run_files(out)
     if not found:
         return
@@ -71,6 +70,11 @@ def check_fresh_folder(out: Path, *, overwrite: bool) -> None:
         f"--out {out} holds another run's files ({shown}): {cont}replace it with --overwrite (removes those "
         "files), or choose another --out."
     )
+
+
+def _check_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out: expected a folder for the run's files, got the file {out}; choose another --out.")
 
 
 class RunLock:
@@ -149,6 +153,7 @@ def claimed_folder(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
+    _check_folder(out)
     with RunLock(out):
         try:
             if not resume:
