@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m agents.train --quick
+	$(BIN)/python -m agents.train --quick --out runs/demo --overwrite  # a rerun replaces the last demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -4,7 +4,8 @@ Every checkpoint, result and report is written through :func:`atomic_path`: to a
 in the target's folder (so the final rename never crosses file systems), flushed and fsynced,
 then moved over the target with ``os.replace``, which POSIX and Windows make atomic. A crash,
 Ctrl-C or SIGKILL before the rename leaves the previous file intact and at most a stray
-``.<name>.tmp-*`` file beside it::
+``.<name>.tmp-<pid>-*`` file beside it, which :func:`remove_stray_temporaries` removes once that
+process is gone (the next save of the same file does)::
 
     with atomic_path("runs/x/model.zip") as tmp:
         write_zip(tmp)                      # any writer that takes a path
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stray_temporaries"]
 
 
 @contextlib.contextmanager
@@ -31,7 +33,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     # mkstemp makes the file private (0600); keep the target's mode, or the usual 0644.
@@ -57,6 +59,38 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically; return ``path`` as a ``Path``."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def remove_stray_temporaries(folder: str | os.PathLike[str], name: str = "*", *, ours: bool = False) -> list[Path]:
+    """Remove the temporary files and folders a killed write of ``folder/name`` left; return them.
+
+    A temporary (``.<name>.tmp-<pid>-*``) is a stray when process ``pid`` no longer runs; one of
+    this process is a stray only with ``ours=True`` (at exit, when no write of ours is in progress).
+    Temporaries of live processes are left alone: they are another writer's work in progress.
+    Names without a process id (from before this version) count as strays.
+    """
+    removed = []
+    for path in Path(folder).glob(f".{name}.tmp-*"):
+        pid_text = path.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is not None and (pid == os.getpid() and not ours or pid != os.getpid() and _alive(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a platform that cannot tell: leave its files alone
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -41,12 +41,14 @@ import torch
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
 from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
+from agents.run_folder import claimed_folder
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.train_checks import splits_line, start_line
 from agents.trainers.base import TrainerBase
-from agents.trainers.checkpoint import PeriodicCheckpoints
+from agents.trainers.checkpoint import read_settings
 from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
+from agents.trainers.periodic import PeriodicCheckpoints
 from agents.trainers.selection import ValidationSelection
 from text_gym.errors import run_command
 
@@ -117,10 +119,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
     if int(os.environ.get("RANK", "0")) == 0:  # say something at once: loading and evaluating take minutes
         print(start_line(args), flush=True)
+    with claimed_folder(Path(args.out), resume=bool(args.resume), overwrite=args.overwrite):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    """The run itself, in a claimed ``--out``."""
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     trainer = build_trainer(args, _accelerator(args))  # builds the env: bad task, reward or budget fail here
+    if args.resume and "optimizer" not in read_settings(args.resume)[0]:
+        print(f"Note: {args.resume} holds weights and settings only: training goes on from its weights with a fresh "
+              "optimizer, not exactly where it stopped (interrupted.zip and checkpoints/ resume exactly).", flush=True)  # fmt: skip
     # A resumed run plays the env it was saved with, even one a Python script gave other kwargs.
     env_id = (trainer.env_id or args.env) if args.resume else args.env
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
@@ -134,12 +145,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run.before_rl(trainer)
     selection = _selection(args, env_id, env_kwargs, out) if trainer._is_main else None
     start = time.perf_counter()
-    if args.warm_start_tokens > 0 and not args.resume:
-        trainer.warm_start(args.warm_start_tokens, learning_rate=args.warm_start_lr, selection=selection)
+    if trainer.warm_start_progress is not None or args.warm_start_tokens > 0 and not args.resume:
+        _warm_start(trainer, args, out, selection)  # or, on --resume from a checkpoint saved during one, its rest
         run.after_warm_start(trainer)
     _learn(trainer, args, out, selection)
     seconds = time.perf_counter() - start
-    saved = trainer.save(out / "model.zip")  # the last model, which a resumed run continues
+    # Weights and settings only (a third of a checkpoint); a full disk must not lose them.
+    saved = trainer.save_or_rescue(out / "model.zip", resumable=False)
     if selection is not None:
         selection.restore_best(trainer)  # the table measures the model selected on validation
         run.selection = selection
@@ -150,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
         _print_summary(args, results, run)
         print(
-            f"\nSaved {saved}: reload it with {type(trainer).__name__}.load({str(saved)!r}), or train on with\n"
+            f"\nSaved {saved}: reload it with {type(trainer).__name__}.load({str(saved)!r}), or train on from it "
+            "(with a fresh optimizer: it holds weights and settings only) with\n"
             f"  {resume_command(args, saved, args.steps)}\n"
             f"Results in {out / 'results.json'}; training logs in {out / 'progress.csv'} and TensorBoard ({out}).",
             flush=True,
@@ -322,16 +335,39 @@ def _row_order(row: dict[str, Any]) -> int:
     return groups.index(True) if any(groups) else len(groups)
 
 
+def _periodic(args: argparse.Namespace, out: Path, is_main: bool) -> PeriodicCheckpoints | None:
+    if args.checkpoint_minutes > 0 and is_main:
+        return PeriodicCheckpoints(
+            out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo
+        )
+    return None
+
+
+def _warm_start(
+    trainer: TrainerBase, args: argparse.Namespace, out: Path, selection: ValidationSelection | None
+) -> None:
+    """The warm start with RL's protection: periodic checkpoints; a signal saves, prints how to resume and exits."""
+    budget = {"total_tokens": args.warm_start_tokens, "learning_rate": args.warm_start_lr}
+    try:
+        trainer.warm_start(
+            **(budget if trainer.warm_start_progress is None else {}),  # a resumed one keeps its own
+            progress_bar=not args.no_progress,
+            checkpoint_on_interrupt=out / "interrupted.zip",
+            checkpoints=_periodic(args, out, trainer._is_main),
+            selection=selection,
+        )
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:
+            print(f"\n{stop}\nResume with:\n  {resume_command(args, stop.checkpoint, args.steps)}", flush=True)
+        raise SystemExit(stop.exit_code) from None
+
+
 def _learn(
     trainer: TrainerBase, args: argparse.Namespace, out: Path, selection: ValidationSelection | None = None
 ) -> None:
     """RL for ``--steps`` tokens with periodic checkpoints; a signal saves, prints how to resume and exits."""
     is_main, start_steps = trainer._is_main, trainer.num_timesteps
-    checkpoints = None
-    if args.checkpoint_minutes > 0 and is_main:
-        checkpoints = PeriodicCheckpoints(
-            out / "checkpoints", args.checkpoint_minutes, args.keep_checkpoints, prefix=args.algo
-        )
+    checkpoints = _periodic(args, out, is_main)
     try:
         trainer.learn(
             args.steps,

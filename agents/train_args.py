@@ -13,6 +13,8 @@ continues a run: every flag the user gave, except those the checkpoint now deter
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,6 +188,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _take_from_checkpoint(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Set the settings the ``--resume`` checkpoint determines; exit (status 2) on a given flag that contradicts it."""
+    if "env" in args.given and ":" in args.env:  # a checkpoint never imports; the user may, naming the module
+        module = args.env.split(":", 1)[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--env {args.env}: cannot import {module!r}: {error}")
     try:
         saved = checkpoint_settings(args.resume)
     except (OSError, CheckpointError) as error:
@@ -298,6 +306,11 @@ def _add_run_arguments(group: Any) -> None:
         help="continue the run saved at PATH (a checkpoint, interrupted.zip or model.zip) for --steps more tokens",
     )
     group.add_argument("--out", default="runs/train", help="folder for logs, checkpoints, model and results.json")
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a fresh run in an --out that holds another run's files removes them (default: refuse)",
+    )
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")
     group.add_argument(
@@ -344,9 +357,17 @@ def _agrees(name: str, given: Any, saved: dict[str, Any]) -> bool:
     value = saved[name]
     if name == "warm_start_tokens":  # the warm start runs to the first batch past the count: compare whether
         return (given > 0) == (value > 0)
+    if name == "env":  # stored without the module that registered it
+        given = given.rsplit(":", 1)[-1]
+    if name == "task" and given is not None:  # stored as absolute paths: compare the files, not their spelling
+        given = {k: _abspath(v) for k, v in given.items()} if isinstance(given, dict) else _abspath(given)
     if value is None and name in _ENV_FLAGS:  # the run left it to the env: compare with the registered default
         value = gym.spec(saved["env"]).kwargs.get(name) if saved["env"] in gym.registry else None
     return given == value
+
+
+def _abspath(task: str) -> str:
+    return os.path.abspath(task) if task.endswith(".jsonl") else task
 
 
 def _shown(saved: dict[str, Any], name: str) -> str:
@@ -364,9 +385,9 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int)
     (:data:`CHECKPOINT_FLAGS`), so the resumed run evaluates, saves and logs as this one did.
     """
     actions = {a.dest: a for a in build_parser()._actions}
-    words = ["python", "-m", "agents.train", "--resume", str(checkpoint)]
+    words = ["python", "-m", "agents.train", "--resume", os.path.abspath(checkpoint)]  # works from any directory
     for name in args.given:
-        if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out"):
+        if name in CHECKPOINT_FLAGS or name in ("resume", "steps", "out", "overwrite"):
             continue
         action, value = actions[name], getattr(args, name)
         if action.nargs == 0:  # a switch
@@ -374,4 +395,4 @@ def resume_command(args: argparse.Namespace, checkpoint: str | Path, steps: int)
         else:
             text = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
             words += [action.option_strings[0], text]
-    return shlex.join([*words, "--steps", str(steps), "--out", str(args.out)])
+    return shlex.join([*words, "--steps", str(steps), "--out", os.path.abspath(args.out)])

@@ -192,7 +192,7 @@ def run_checks(args: Args) -> list[dict[str, Any]]:
         start = time.perf_counter()
         try:
             row = {"check": name, "status": "ok", "details": check()}
-        except Exception as error:  # noqa: BLE001  (recorded in the report; the next check still runs)
+        except Exception as error:
             traceback.print_exc()
             row = {"check": name, "status": "failed", "details": f"{type(error).__name__}: {error}"}
         row["seconds"] = time.perf_counter() - start

@@ -8,7 +8,9 @@
 - :mod:`~agents.trainers.predict`: SB3's ``predict``, on the baseline agents' KV-cached path.
 - :mod:`~agents.trainers.supervised`: teacher forcing on references (``warm_start``).
 - :mod:`~agents.trainers.persistence`: ``save``/``load`` and the rewind behind safe interrupts;
-  :mod:`~agents.trainers.checkpoint`: the archive format and periodic checkpoints;
+  :mod:`~agents.trainers.checkpoint`: a trainer's state in an archive
+  (:mod:`~agents.trainers.archive`: the format; :mod:`~agents.trainers.checkpoint_checks`: what a
+  stored setting may be); :mod:`~agents.trainers.periodic`: periodic checkpoints;
   :mod:`~agents.trainers.interrupts`: signal handling (safe Ctrl-C).
 - :mod:`~agents.trainers.config`: ``TrainerConfig``, the settings all trainers share.
 - :mod:`~agents.trainers.envs`: the vector env a trainer plays and its ``EnvLayout``.
@@ -56,15 +58,15 @@ _EXPORTS: dict[str, str] = {
     "TrainerBase": "agents.trainers.base",
     "TrainerConfig": "agents.trainers.config",
     "TrainingInterrupted": "agents.trainers.interrupts",
-    "PeriodicCheckpoints": "agents.trainers.checkpoint",
+    "PeriodicCheckpoints": "agents.trainers.periodic",
 }
 
 if TYPE_CHECKING:  # the exports' types, for type checkers and IDEs
     from agents.trainers.base import TrainerBase
-    from agents.trainers.checkpoint import PeriodicCheckpoints
     from agents.trainers.config import TrainerConfig
     from agents.trainers.grpo import GRPO, GRPOConfig
     from agents.trainers.interrupts import TrainingInterrupted
+    from agents.trainers.periodic import PeriodicCheckpoints
     from agents.trainers.sequence_ppo import SequencePPO, SequencePPOConfig
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections import deque
 from typing import Any, ClassVar
 
@@ -33,11 +34,11 @@ from stable_baselines3.common.utils import set_random_seed
 
 from agents.modeling.loading import resolve_device
 from agents.trainers.callbacks import TokenProgressBar
-from agents.trainers.checkpoint import PeriodicCheckpoints
 from agents.trainers.config import TrainerConfig, build_actor_critic
 from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
 from agents.trainers.interrupts import Stop, TrainingInterrupted, catch_signals
 from agents.trainers.loggers import make_logger
+from agents.trainers.periodic import PeriodicCheckpoints
 from agents.trainers.persistence import AUTO, PersistenceMixin
 from agents.trainers.predict import PredictMixin
 from agents.trainers.rollout import RolloutBatch, collect_rollout
@@ -111,6 +112,7 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         self.ep_len_buffer: deque[int] = deque(maxlen=self.config.stats_window_size)
         self._logger: Logger | None = None
         self._custom_logger = False
+        self.run_id = uuid.uuid4().hex  # kept by save/load: periodic checkpoints prune only this run's files
         self.history: list[dict[str, float]] = []  # one row per iteration: what was logged
         self.supervised_history: list[dict[str, float]] = []  # one row per warm-start step
 

@@ -6,36 +6,33 @@ An archive holds::
     trainer.json               class, config, env kwargs, counters, RNG states that are numbers, history
     trainer_state.safetensors  optimizer moments and RNG states that are tensors
 
-Nothing in it is a pickle: a checkpoint from someone else is untrusted input, so tensors are
-safetensors and the rest JSON. The archive is written to a temporary file beside the target and
-moved into place (:mod:`agents.atomic`), so an interrupted save leaves the previous checkpoint
-intact. Paths are exact: ``save("model.v1")`` writes ``model.v1`` (``.zip`` is added only to a
+plus ``manifest.json``, the SHA-256 of every member. Nothing in it is a pickle: a checkpoint
+from someone else is untrusted input, so tensors are safetensors and the rest JSON, the archive
+is read under limits with its hashes checked (:mod:`agents.trainers.archive`), and every stored
+setting is checked before use (:mod:`agents.trainers.checkpoint_checks`). The archive is
+written to a temporary file beside the target and moved into place (:mod:`agents.atomic`), so
+an interrupted save leaves the previous checkpoint intact. Paths are exact: ``save("model.v1")`` writes ``model.v1`` (``.zip`` is added only to a
 path without a suffix, as SB3 does), and ``load`` reads exactly that file.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-import re
 import tempfile
-import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.atomic import atomic_path
-from text_gym.errors import check_positive_int
+from agents.trainers.archive import Archive, CheckpointError, archive_path, member_errors, staging_folder, write_folder
+from agents.trainers.checkpoint_checks import check_stored_state
 
 __all__ = [
     "ARCHIVE_MEMBERS",
     "CheckpointError",
-    "PeriodicCheckpoints",
     "archive_path",
     "read_archive",
     "read_settings",
@@ -55,20 +52,6 @@ ARCHIVE_MEMBERS = ("trainer.json", "model/actor_critic.json")
 _STATE_FILE = "trainer_state.safetensors"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete or does not fit what loads it; the message names the archive."""
-
-
-def archive_path(path: str | os.PathLike[str]) -> Path:
-    """The file a checkpoint path means: ``path`` itself, with ``.zip`` added only when it has no suffix.
-
-    >>> str(archive_path("runs/model")), str(archive_path("runs/model.v1")), str(archive_path("m.zip"))
-    ('runs/model.zip', 'runs/model.v1', 'm.zip')
-    """
-    path = Path(path)
-    return path if path.suffix else path.with_suffix(".zip")
-
-
 def write_archive(
     path: str | os.PathLike[str], policy: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
 ) -> Path:
@@ -76,41 +59,56 @@ def write_archive(
     from safetensors.torch import save_file
 
     target = archive_path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        policy.save_pretrained(os.path.join(tmp, "model"))
-        Path(tmp, "trainer.json").write_text(json.dumps(state, indent=2))
+    with staging_folder(target) as tmp:
+        policy.save_pretrained(tmp / "model")
+        (tmp / "trainer.json").write_text(json.dumps(state, indent=2))
         if tensors:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, os.path.join(tmp, _STATE_FILE))
-        with (
-            atomic_path(target) as part,
-            zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive,
-        ):  # weights do not compress
-            for file in sorted(Path(tmp).rglob("*")):
-                if file.is_file():
-                    archive.write(file, file.relative_to(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / _STATE_FILE)
+        write_folder(target, tmp)
     return target
 
 
 def read_archive(
-    path: str | os.PathLike[str], device: torch.device
+    path: str | os.PathLike[str], device: torch.device, trainer_class: Any = None, *, env_given: bool = False
 ) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
     """Return the ``LMActorCritic`` (float32), the JSON state and the tensors that :func:`write_archive` stored.
 
+    The archive is checked (:class:`~agents.trainers.archive.Archive`: limits, hashes) and so are
+    its settings (:func:`~agents.trainers.checkpoint_checks.check_stored_state`) before any of it
+    is used.
+
+    Args:
+        path: The checkpoint.
+        device: Where the model goes.
+        trainer_class: The loading trainer class, whose run the checkpoint must be.
+        env_given: The caller passes the env, so the stored env id is not used.
+
     Raises:
         FileNotFoundError: No file at ``archive_path(path)``.
-        CheckpointError: The file is not a zip archive, or lacks a member; the message names both.
+        CheckpointError: The file is not a checkpoint, is damaged or hostile; the message names the member.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from agents.modeling.lm import LMActorCritic
 
     target = archive_path(path)
-    with tempfile.TemporaryDirectory() as tmp, _open_archive(target) as archive:
-        names = set(archive.namelist())
-        archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
-        state = json.loads(Path(tmp, "trainer.json").read_text())
-        tensors = load_file(os.path.join(tmp, _STATE_FILE)) if _STATE_FILE in names else {}
-        model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
+    with Archive(target) as archive:
+        archive.require(ARCHIVE_MEMBERS)
+        state = archive.read_json("trainer.json")
+        check_stored_state(target, state, trainer_class, env_given=env_given)
+        if "optimizer" in state and _STATE_FILE not in archive.names:
+            raise CheckpointError(
+                f"{target} is incomplete: member {_STATE_FILE} (the optimizer and random states) is missing."
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            archive.extract(Path(tmp))
+            tensors = {}
+            if _STATE_FILE in archive.names:
+                with member_errors(target, _STATE_FILE, "is not a safetensors file", (SafetensorError,)):
+                    tensors = load_file(os.path.join(tmp, _STATE_FILE))
+            with member_errors(target, "model/", "does not load", (SafetensorError,)):
+                model = LMActorCritic.from_pretrained(os.path.join(tmp, "model"), device=device, dtype=torch.float32)
     return model, state, tensors
 
 
@@ -119,30 +117,21 @@ def read_settings(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
 
     What a command line needs to know about a run before loading it: the trainer class, config,
     env id and kwargs, seed, counters, and the model it started from (``"model"``, ``"lora"``).
+    Both are checked as :func:`read_archive` checks them.
 
     Raises:
         FileNotFoundError: No file at ``archive_path(path)``.
-        CheckpointError: The file is not a zip archive, or lacks a member.
+        CheckpointError: The file is not a checkpoint, is damaged or hostile.
     """
-    with _open_archive(archive_path(path)) as archive:
-        return json.loads(archive.read("trainer.json")), json.loads(archive.read("model/actor_critic.json"))
-
-
-def _open_archive(target: Path) -> zipfile.ZipFile:
-    """``target`` opened as a zip archive that has every member of :data:`ARCHIVE_MEMBERS`."""
-    if not target.is_file():
-        raise FileNotFoundError(f"Expected a trainer checkpoint at {target}, found no such file.")
-    try:
-        archive = zipfile.ZipFile(target)
-    except zipfile.BadZipFile as error:
-        raise CheckpointError(f"{target} is not a trainer checkpoint: expected a zip archive, got {error}.") from error
-    missing = [member for member in ARCHIVE_MEMBERS if member not in archive.namelist()]
-    if missing:
-        archive.close()
-        raise CheckpointError(
-            f"{target} is incomplete: expected the members {list(ARCHIVE_MEMBERS)}, missing {missing}."
-        )
-    return archive
+    target = archive_path(path)
+    with Archive(target) as archive:
+        archive.require(ARCHIVE_MEMBERS)
+        state = archive.read_json("trainer.json")
+        check_stored_state(target, state)
+        model = archive.read_json("model/actor_critic.json")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{target}: member model/actor_critic.json: expected a JSON object, got {model!r}.")
+    return state, model
 
 
 # ---------------------------------------------------------------------------------- optimizer
@@ -249,12 +238,57 @@ def schedule_from_json(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- a trainer's state
-def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[str]]:
+def trainer_state(trainer: Any, *, resumable: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[str]]:
     """Everything :meth:`TrainerBase.load` needs to continue ``trainer`` exactly: ``(json, tensors, unsaved)``.
 
     ``unsaved`` names the settings that could not be stored (a reward function, a custom
     learning-rate schedule): they are recorded by ``repr`` and must be passed again to ``load``.
+    With ``resumable=False``, only the settings, counters and logs: no optimizer moments, random
+    states, KL reference or warm start in progress (a final model, a third of a checkpoint's size).
     """
+    config, env_kwargs, unsaved = _settings(trainer)
+    state = {
+        "format": 2,
+        "class": type(trainer).__name__,
+        "run_id": trainer.run_id,
+        "config": config,
+        "env_id": trainer.env_id and trainer.env_id.rsplit(":", 1)[-1],  # registered by now: no module to import
+        "env_kwargs": env_kwargs,
+        "unsaved": unsaved,
+        "seed": trainer.seed,
+        "counters": {
+            "num_timesteps": trainer.num_timesteps,
+            "iteration": trainer.iteration,
+            "n_updates": trainer._n_updates,
+        },
+        "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
+        "history": trainer.history,
+        "supervised_history": trainer.supervised_history,
+    }
+    if not resumable:
+        return state, {}, unsaved
+    optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
+    rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
+    warm_start, warm_tensors = trainer._warm_start_run.state() if trainer._warm_start_run else (None, {})
+    tensors = {**optimizer_tensors, **rng_tensors, **warm_tensors}
+    if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
+        unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
+        for name, value in trainer._reference.state_dict().items():
+            if unique.setdefault(value.data_ptr(), name) == name:
+                tensors[f"reference.{name}"] = value
+    sub_envs = getattr(trainer.env, "envs", None) or []
+    state |= {
+        "optimizer": optimizer_meta,
+        "rng": rng_meta,
+        "env_rng": [env.unwrapped.np_random.bit_generator.state for env in sub_envs],
+        "extra": trainer._extra_state(),
+        "warm_start": warm_start,  # a warm start in progress, or None
+    }
+    return state, tensors, unsaved
+
+
+def _settings(trainer: Any) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The config and env kwargs as JSON, and what of them cannot be stored: ``(config, env_kwargs, unsaved)``."""
     import dataclasses
 
     from text_gym.rewards import reward_spec
@@ -273,49 +307,37 @@ def trainer_state(trainer: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         if stored is None or not _is_json(stored):
             unsaved.append(f"env_kwargs[{key!r}]={value!r}")
             continue
-        env_kwargs[key] = stored
-    optimizer_tensors, optimizer_meta = optimizer_to_tensors(trainer.optimizer)
-    rng_tensors, rng_meta = rng_state(trainer._np_random, trainer._generator)
-    tensors = {**optimizer_tensors, **rng_tensors}
-    if trainer._reference is not None:  # a frozen copy of the start: resuming must not re-copy the trained policy
-        unique: dict[int, str] = {}  # tied weights (embeddings and LM head) share memory: store them once
-        for name, value in trainer._reference.state_dict().items():
-            if unique.setdefault(value.data_ptr(), name) == name:
-                tensors[f"reference.{name}"] = value
-    sub_envs = getattr(trainer.env, "envs", None) or []
-    state = {
-        "format": 2,
-        "class": type(trainer).__name__,
-        "config": config,
-        "env_id": trainer.env_id,
-        "env_kwargs": env_kwargs,
-        "unsaved": unsaved,
-        "seed": trainer.seed,
-        "counters": {
-            "num_timesteps": trainer.num_timesteps,
-            "iteration": trainer.iteration,
-            "n_updates": trainer._n_updates,
-        },
-        "episodes": {"returns": list(trainer.ep_info_buffer), "lengths": list(trainer.ep_len_buffer)},
-        "optimizer": optimizer_meta,
-        "rng": rng_meta,
-        "env_rng": [env.unwrapped.np_random.bit_generator.state for env in sub_envs],
-        "extra": trainer._extra_state(),
-        "history": trainer.history,
-        "supervised_history": trainer.supervised_history,
-    }
-    return state, tensors, unsaved
+        env_kwargs[key] = _absolute(key, stored)
+    return config, env_kwargs, unsaved
+
+
+def _absolute(key: str, value: Any) -> Any:
+    """Task files as absolute paths, so that a resume works from any directory."""
+    if key == "task" and isinstance(value, dict):
+        return {split: _absolute(key, path) for split, path in value.items()}
+    if key == "task" and isinstance(value, str) and value.endswith(".jsonl"):
+        return os.path.abspath(value)
+    return value
 
 
 def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``."""
+    """Put the counters, optimizer, random states, reference and histories of ``state`` into ``trainer``.
+
+    A weights-only archive (``save(..., resumable=False)``, or one from before resume support)
+    restores the counters and logs; the optimizer and random states stay fresh.
+    """
     counters = state.get("counters") or {
         "num_timesteps": state.get("num_timesteps", 0),
         "iteration": state.get("iteration", 0),
     }
     trainer.num_timesteps, trainer.iteration = counters["num_timesteps"], counters["iteration"]
     trainer._n_updates = counters.get("n_updates", 0)
-    if "optimizer" not in state:  # an archive from before resume support: weights only
+    trainer.run_id = state.get("run_id") or trainer.run_id  # the same run, so its pruning finds its files
+    trainer.history = state.get("history", [])
+    trainer.supervised_history = state.get("supervised_history", [])
+    trainer.ep_info_buffer.extend(state.get("episodes", {}).get("returns", []))
+    trainer.ep_len_buffer.extend(state.get("episodes", {}).get("lengths", []))
+    if "optimizer" not in state:  # weights and settings only
         return
     tensors_to_optimizer(trainer.optimizer, tensors, state["optimizer"])
     restore_rng(trainer._np_random, trainer._generator, tensors, state["rng"])
@@ -331,11 +353,9 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
             raise CheckpointError(
                 f"The saved reference policy does not fit the model: missing {missing}, unexpected {unexpected}."
             )
-    trainer.ep_info_buffer.extend(state["episodes"]["returns"])
-    trainer.ep_len_buffer.extend(state["episodes"]["lengths"])
     trainer._load_extra_state(state["extra"])
-    trainer.history = state["history"]
-    trainer.supervised_history = state["supervised_history"]
+    if state.get("warm_start"):
+        trainer._resume_warm_start(state["warm_start"], tensors)
 
 
 def _is_json(value: Any) -> bool:
@@ -344,47 +364,3 @@ def _is_json(value: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-class PeriodicCheckpoints:
-    """Save a trainer every ``minutes`` of wall time, between iterations, keeping the newest ``keep``.
-
-    Pass it to ``learn(checkpoints=...)``. Saving happens only after a complete iteration (rollout
-    and update), so every checkpoint resumes exactly; files are
-    ``<folder>/<prefix>_<num_timesteps>_steps.zip``, written atomically.
-
-    Args:
-        folder: Where the checkpoints go.
-        minutes: Wall time between two saves.
-        keep: How many of the newest checkpoints to keep (older ones of this prefix are deleted).
-        prefix: The file name prefix.
-    """
-
-    def __init__(
-        self, folder: str | os.PathLike[str], minutes: float = 10.0, keep: int = 3, prefix: str = "checkpoint"
-    ) -> None:
-        if not minutes > 0 or not math.isfinite(minutes):
-            raise ValueError(f"minutes: expected a finite positive number, got {minutes!r}.")
-        check_positive_int("keep", keep)
-        self.folder, self.seconds, self.keep, self.prefix = Path(folder), 60.0 * minutes, keep, prefix
-        self._last = time.monotonic()
-
-    def maybe_save(self, trainer: Any) -> Path | None:
-        """Save ``trainer`` if ``minutes`` have passed since the last save (or the start); return the path."""
-        if time.monotonic() - self._last < self.seconds:
-            return None
-        path = trainer.save(self.folder / f"{self.prefix}_{trainer.num_timesteps}_steps.zip")
-        self._last = time.monotonic()
-        for old in self.saved()[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def saved(self) -> list[Path]:
-        """This prefix's checkpoints in the folder, oldest first (by step count)."""
-        pattern = re.compile(rf"{re.escape(self.prefix)}_(\d+)_steps\.zip")
-        found = [
-            (int(m.group(1)), p)
-            for p in self.folder.glob(f"{self.prefix}_*_steps.zip")
-            if (m := pattern.fullmatch(p.name))
-        ]
-        return [p for _, p in sorted(found)]

@@ -53,12 +53,19 @@ class Stop:
     signum: int | None = None
 
 
+_LEARN = (
+    "stopping at the last complete iteration (a rollout in progress is dropped and replayed on resume; an update "
+    "in progress is finished), then saving a checkpoint."
+)
+
+
 @contextlib.contextmanager
-def catch_signals() -> Iterator[Stop]:
+def catch_signals(what: str = _LEARN) -> Iterator[Stop]:
     """Record SIGINT and SIGTERM in the yielded :class:`Stop` instead of acting on them.
 
     Outside the main thread (where Python cannot install handlers) signals keep their handlers
-    and the yielded ``Stop`` never fires. The previous handlers are restored on exit.
+    and the yielded ``Stop`` never fires. The previous handlers are restored on exit. ``what``
+    is printed on the first signal: what the loop does now.
     """
     stop = Stop()
     if threading.current_thread() is not threading.main_thread():
@@ -67,12 +74,7 @@ def catch_signals() -> Iterator[Stop]:
 
     def record(signum: int, frame: object) -> None:
         if stop.signum is None:
-            print(
-                f"\n[{os.getpid()}] {signal.Signals(signum).name} received: stopping at the last complete iteration "
-                "(a rollout in progress is dropped and replayed on resume; an update in progress is finished), "
-                "then saving a checkpoint.",
-                flush=True,
-            )
+            print(f"\n[{os.getpid()}] {signal.Signals(signum).name} received: {what}", flush=True)
         stop.signum = stop.signum or signum
 
     previous = {sig: signal.signal(sig, record) for sig in SIGNALS}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from agents.modeling.loading import resolve_device
+from agents.trainers.archive import member_errors
 from agents.trainers.checkpoint import (
     CheckpointError,
     archive_path,
@@ -49,7 +52,7 @@ class PersistenceMixin:
     """
 
     # ------------------------------------------------------------------ save / load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, resumable: bool = True) -> Path:
         """Write a checkpoint that resumes this run exactly; see :mod:`agents.trainers.checkpoint`.
 
         The archive holds the model (``save_pretrained``), every setting, the optimizer's state,
@@ -58,7 +61,13 @@ class PersistenceMixin:
         written to exactly ``path`` (``.zip`` added only when ``path`` has no suffix),
         atomically. A setting that cannot be stored (a custom reward function or learning-rate
         schedule) is named in a warning, and :meth:`load` asks for it. Only the main process
-        writes under ``accelerate``.
+        writes under ``accelerate``. Stray temporaries of killed saves beside ``path`` are removed.
+
+        Args:
+            path: Where to write.
+            resumable: False writes the weights, settings, counters and logs only (about a third
+                of the size with AdamW): :meth:`load` reads it, and training from it goes on
+                with a fresh optimizer and random states, not exactly where it stopped.
 
         Returns:
             The path written.
@@ -66,7 +75,7 @@ class PersistenceMixin:
         target = archive_path(path)
         if not self._is_main:
             return target
-        state, tensors, unsaved = trainer_state(self)
+        state, tensors, unsaved = trainer_state(self, resumable=resumable)
         if unsaved:
             warnings.warn(
                 f"{type(self).__name__}.save({str(target)!r}) cannot store {', '.join(unsaved)}; "
@@ -74,6 +83,33 @@ class PersistenceMixin:
                 stacklevel=2,
             )
         return write_archive(target, self.policy, state, tensors)
+
+    def save_or_rescue(self, path: str | os.PathLike[str], *, resumable: bool = True) -> Path:
+        """:meth:`save` to ``path``; if that fails (a full disk, a folder gone), to a fallback path, printed.
+
+        The weights are in memory until a save succeeds: a failed final save must not lose a
+        trained model. The fallbacks are ``~/.cache/text_gym/rescued/`` and the system's
+        temporary folder, under ``<run_id>-<name>``.
+
+        Raises:
+            OSError: Every save failed; the message lists the paths tried.
+        """
+        target = archive_path(path)
+        try:
+            return self.save(target, resumable=resumable)
+        except OSError as error:
+            errors = [f"{target}: {error}"]
+        name = f"{self.run_id}-{target.name}"
+        for fallback in (Path.home() / ".cache" / "text_gym" / "rescued" / name, Path(tempfile.gettempdir()) / name):
+            print(f"Saving {target} failed ({errors[-1]}); saving to {fallback} instead.", file=sys.stderr, flush=True)
+            try:
+                saved = self.save(fallback, resumable=resumable)
+            except OSError as error:
+                errors.append(f"{fallback}: {error}")
+                continue
+            print(f"Saved to {saved} (not {target}): move it where you want it.", file=sys.stderr, flush=True)
+            return saved
+        raise OSError(f"Could not save {type(self).__name__} anywhere: {'; '.join(errors)}.")
 
     @classmethod
     def load(
@@ -90,21 +126,20 @@ class PersistenceMixin:
 
         Raises:
             FileNotFoundError: No checkpoint at ``path``.
-            CheckpointError: It was saved by another trainer class, is incomplete, lacks a
-                setting that must be passed again, or needs a tokenizer that is not available.
+            CheckpointError: It was saved by another trainer class, is incomplete, damaged or
+                hostile (a stored env id with a ``module:`` part, settings out of range: see
+                :mod:`agents.trainers.checkpoint_checks`), lacks a setting that must be passed
+                again, or needs a tokenizer that is not available. The message names the member.
         """
         target = archive_path(path)
-        model, state, tensors = read_archive(target, resolve_device(device))
-        if state["class"] != cls.__name__:
-            raise CheckpointError(
-                f"{target}: expected a saved {cls.__name__}, got a saved {state['class']}; use {state['class']}.load."
-            )
+        model, state, tensors = read_archive(target, resolve_device(device), cls, env_given=env is not None)
         config, others, env_kwargs = _saved_settings(cls.config_class, state, kwargs)
         check_resumable(target, state, config, env_kwargs, env)
         env = env if env is not None else state.get("env_id")
         others.setdefault("seed", state.get("seed"))
         trainer = cls(model, env, device=device, env_kwargs=env_kwargs or None, **others, **config)
-        restore_trainer_state(trainer, state, tensors)
+        with member_errors(target, "trainer_state.safetensors", "does not fit the trainer"):
+            restore_trainer_state(trainer, state, tensors)
         return trainer
 
     def _extra_state(self) -> dict[str, Any]:
@@ -124,14 +159,19 @@ class PersistenceMixin:
         self.num_timesteps, tensors, meta = snapshot
         restore_rng(self._np_random, self._generator, tensors, meta)
 
-    def _interrupted(self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int) -> None:
-        """Save the last complete iteration to ``where`` (``AUTO``: the default name; None: nowhere), then raise."""
+    def _interrupted(
+        self, signum: int, where: str | os.PathLike[str] | None, total_timesteps: int, then: str | None = None
+    ) -> None:
+        """Save the last complete step to ``where`` (``AUTO``: the default name; None: nowhere), then raise.
+
+        ``then`` is what to call on the loaded trainer to go on (default: ``learn`` for the rest).
+        """
         path = None
         if where is not None:
-            path = self.save(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
+            path = self.save_or_rescue(f"{type(self).__name__}_interrupted.zip" if where == AUTO else where)
         remaining = max(total_timesteps - self.num_timesteps, 1)
-        hint = f"{type(self).__name__}.load({str(path)!r}).learn({remaining}, reset_num_timesteps=False)"
-        raise TrainingInterrupted(signum, path, hint)
+        then = then or f"learn({remaining}, reset_num_timesteps=False)"
+        raise TrainingInterrupted(signum, path, f"{type(self).__name__}.load({str(path)!r}).{then}")
 
 
 def _saved_settings(

@@ -19,13 +19,19 @@ trainers their ``warm_start`` method.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from agents.trainers.callbacks import WarmStartBar
+from agents.trainers.checkpoint import optimizer_to_tensors, tensors_to_optimizer
+from agents.trainers.interrupts import catch_signals
+from agents.trainers.persistence import AUTO
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
 from text_gym.errors import check_positive_int
@@ -33,7 +39,7 @@ from text_gym.errors import check_positive_int
 if TYPE_CHECKING:
     from agents.trainers.selection import ValidationSelection
 
-__all__ = ["WarmStartMixin", "reference_batch", "teacher_forcing"]
+__all__ = ["TeacherForcing", "WarmStartMixin", "reference_batch", "teacher_forcing"]
 
 
 def reference_batch(env: Any, indices: list[int], rng: np.random.Generator, device: torch.device) -> RolloutBatch:
@@ -76,6 +82,104 @@ def reference_batch(env: Any, indices: list[int], rng: np.random.Generator, devi
     )
 
 
+class TeacherForcing:
+    """A warm start in steps: its budget, its own AdamW, where the shuffled sample order stands.
+
+    Everything :func:`teacher_forcing` needs to stop after any step and continue later exactly:
+    :meth:`state` is what a checkpoint stores (JSON and tensors), :meth:`load_state` puts it back.
+    Samples are visited in a shuffled order, reshuffled each epoch; a fresh AdamW is used, so the
+    RL optimizer that follows starts clean.
+
+    Args:
+        model: The actor-critic whose trainable weights the AdamW steps.
+        total_tokens: Reply tokens to train on (None: only ``max_seconds`` limits).
+        max_seconds: CPU-seconds budget (None: only ``total_tokens`` limits).
+        learning_rate: AdamW step size.
+        batch_size: Samples per optimizer step.
+        seed: Seeds the sample order and reference choice.
+
+    Raises:
+        ValueError: Neither budget is set, or a budget, the learning rate or the batch size is not positive.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        total_tokens: int | None,
+        max_seconds: float | None = None,
+        learning_rate: float = 5e-5,
+        batch_size: int = 8,
+        seed: int | None = None,
+    ) -> None:
+        _check_budgets(total_tokens, max_seconds, learning_rate, batch_size)
+        self.total_tokens, self.max_seconds = total_tokens, max_seconds
+        self.learning_rate, self.batch_size = learning_rate, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order: list[int] = []  # the rest of this epoch's shuffled sample indices
+        self.tokens, self.steps, self.cpu_seconds = 0, 0, 0.0  # done so far, in every process
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+
+    @property
+    def done(self) -> bool:
+        """Whether a budget is used up."""
+        return not (_within(self.total_tokens, self.tokens) and _within(self.max_seconds, self.cpu_seconds))
+
+    def step(self, model: torch.nn.Module, env: Any, **fit: Any) -> dict[str, float]:
+        """One optimizer step on the next batch of ``env``'s references; return its row.
+
+        ``fit``: ``temperature``, ``max_grad_norm``, ``autocast`` and ``device``, as in :func:`teacher_forcing`.
+        """
+        start = time.process_time()
+        if len(self.order) < self.batch_size:
+            self.order += self.rng.permutation(len(env.task)).tolist()
+        indices, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        batch = reference_batch(env, indices, self.rng, torch.device(fit["device"]))
+        vocab_limit = int(env.action_masks().sum())
+        model.train()
+        loss, grad_norm = _fit_step(
+            model, self.optimizer, batch, fit["temperature"], vocab_limit, fit["max_grad_norm"], fit["autocast"]
+        )
+        model.eval()
+        self.tokens += int(batch.response_mask.sum())
+        self.steps += 1
+        self.cpu_seconds += time.process_time() - start
+        return {
+            "supervised/loss": loss,
+            "supervised/tokens": float(self.tokens),
+            "supervised/grad_norm": grad_norm,
+            "supervised/cpu_seconds": self.cpu_seconds,
+        }
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """What a checkpoint stores: ``(json, tensors)`` (the AdamW moments as ``warm_start.optimizer.*``)."""
+        tensors, meta = optimizer_to_tensors(self.optimizer)
+        record = {
+            "total_tokens": self.total_tokens,
+            "max_seconds": self.max_seconds,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "tokens": self.tokens,
+            "steps": self.steps,
+            "cpu_seconds": self.cpu_seconds,
+            "order": self.order,
+            "rng": self.rng.bit_generator.state,
+            "optimizer": meta,
+        }
+        return record, {f"warm_start.{name}": value for name, value in tensors.items()}
+
+    def load_state(self, record: dict[str, Any], tensors: dict[str, torch.Tensor], task_size: int) -> None:
+        """Put back what :meth:`state` returned (``task_size`` bounds the stored sample order)."""
+        if not all(isinstance(i, int) and 0 <= i < task_size for i in record["order"]):
+            raise ValueError(f"warm_start.order: expected sample indices below {task_size}, got others.")
+        self.order = list(record["order"])
+        self.tokens, self.steps, self.cpu_seconds = record["tokens"], record["steps"], record["cpu_seconds"]
+        self.rng.bit_generator.state = record["rng"]
+        ours = {k.removeprefix("warm_start."): v for k, v in tensors.items() if k.startswith("warm_start.")}
+        tensors_to_optimizer(self.optimizer, ours, record["optimizer"])
+
+
 def teacher_forcing(
     model: torch.nn.Module,
     env: Any,
@@ -90,13 +194,11 @@ def teacher_forcing(
     device: torch.device | str = "cpu",
     autocast: Callable[[], Any] = contextlib.nullcontext,
     on_step: Callable[[dict[str, float]], None] | None = None,
-    excluded_seconds: Callable[[], float] | None = None,
 ) -> list[dict[str, float]]:
     """Fit ``model`` to the references of ``env``'s task by teacher forcing; return one row per step.
 
-    Samples are visited in a shuffled order, reshuffled each epoch. Training stops once
-    ``total_tokens`` reply tokens were trained on, or after ``max_seconds`` of process CPU time,
-    whichever comes first. A fresh AdamW is used, so the RL optimizer that follows starts clean.
+    Training stops once ``total_tokens`` reply tokens were trained on, or after ``max_seconds`` of
+    process CPU time, whichever comes first (see :class:`TeacherForcing`, which this runs to the end).
 
     Args:
         model: The actor-critic (``agents.modeling.lm.LMActorCritic``).
@@ -111,52 +213,29 @@ def teacher_forcing(
         device: Where the model lives.
         autocast: A zero-argument context factory (bf16 autocast on CUDA; none by default).
         on_step: Called with each step's row (``supervised/loss``, ``supervised/tokens``...).
-        excluded_seconds: Returns the CPU-seconds spent so far on work that is not training
-            (validation inside ``on_step``), which ``max_seconds`` and ``supervised/cpu_seconds`` leave out.
 
     Raises:
         ValueError: Neither budget is set, or a budget, the learning rate or the batch size is not positive.
     """
-    _check_budgets(total_tokens, max_seconds, learning_rate, batch_size)
-    rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    vocab_limit = int(env.action_masks().sum())
-    batches = _shuffled_batches(env, batch_size, rng, torch.device(device))
-    seen, rows, start = 0, [], time.process_time()
-    excluded = excluded_seconds or (lambda: 0.0)
-    skip = excluded()
-
-    def training_seconds() -> float:
-        return time.process_time() - start - (excluded() - skip)
-
-    model.train()
-    while _within(total_tokens, seen) and _within(max_seconds, training_seconds()):
-        batch = next(batches)
-        loss, grad_norm = _fit_step(model, optimizer, batch, temperature, vocab_limit, max_grad_norm, autocast)
-        seen += int(batch.response_mask.sum())
-        row = {"supervised/loss": loss, "supervised/tokens": float(seen), "supervised/grad_norm": grad_norm}
-        rows.append({**row, "supervised/cpu_seconds": training_seconds()})
+    run = TeacherForcing(
+        model,
+        total_tokens=total_tokens,
+        max_seconds=max_seconds,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    fit = {"temperature": temperature, "max_grad_norm": max_grad_norm, "autocast": autocast, "device": device}
+    rows = []
+    while not run.done:
+        rows.append(run.step(model, env, **fit))
         if on_step is not None:
             on_step(rows[-1])
-    model.eval()
     return rows
 
 
 def _within(budget: float | None, used: float) -> bool:
     return budget is None or used < budget
-
-
-def _shuffled_batches(
-    env: Any, batch_size: int, rng: np.random.Generator, device: torch.device
-) -> Iterator[RolloutBatch]:
-    """Endless reference batches of ``env``'s task, in an order reshuffled every epoch."""
-    order: list[int] = []
-    while True:
-        if len(order) < batch_size:
-            order += rng.permutation(len(env.task)).tolist()
-        indices, order = order[:batch_size], order[batch_size:]
-        yield reference_batch(env, indices, rng, device)
 
 
 def _fit_step(
@@ -196,9 +275,17 @@ def _check_budgets(total_tokens: int | None, max_seconds: float | None, learning
 class WarmStartMixin:
     """``warm_start`` for a trainer (mixed into :class:`~agents.trainers.base.TrainerBase`).
 
-    It reads the trainer's ``policy``, ``env``, ``config``, random generator and logger, and calls
-    its ``_weights_changed`` when done.
+    It reads the trainer's ``policy``, ``env``, ``config``, random generator and logger, saves
+    through its ``save``, and calls its ``_weights_changed`` when the weights changed. A warm start
+    in progress (:attr:`_warm_start_run`) is part of the trainer's checkpoint.
     """
+
+    _warm_start_run: TeacherForcing | None = None  # set while a warm start is in progress
+
+    @property
+    def warm_start_progress(self) -> int | None:
+        """Reference tokens done by the warm start in progress (saved, say, on Ctrl-C), or None when none is."""
+        return None if self._warm_start_run is None else self._warm_start_run.tokens
 
     def warm_start(
         self,
@@ -207,31 +294,93 @@ class WarmStartMixin:
         max_seconds: float | None = None,
         learning_rate: float = 5e-5,
         batch_size: int = 8,
+        progress_bar: bool = False,
+        log_interval: int = 10,
+        checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
+        checkpoints: Any = None,
         selection: ValidationSelection | None = None,
     ) -> list[dict[str, float]]:
         """Supervised warm start: teacher forcing on the training env's references (see the module docstring).
 
         Call it before :meth:`learn`. It trains on the task and split of the training env (its
-        first sub-env), with its own AdamW, and logs ``supervised/*`` rows to the logger. With a
-        KL penalty (GRPO's ``beta``, PPO's ``kl_coef``), the warm-started weights become the
-        reference policy (a frozen copy, saved with the trainer).
+        first sub-env), with its own AdamW. It has ``learn``'s protection: on SIGINT or SIGTERM it
+        finishes the step in progress, saves (the checkpoint records how far the warm start got)
+        and raises :class:`~agents.trainers.interrupts.TrainingInterrupted`; ``checkpoints`` saves
+        every few minutes. On a trainer loaded from such a checkpoint, ``warm_start()`` without a
+        budget continues it where it stopped, exactly. With a KL penalty (GRPO's ``beta``, PPO's
+        ``kl_coef``), the warm-started weights become the reference policy (a frozen copy, saved
+        with the trainer).
 
         Args:
             total_tokens: Reference tokens to train on.
             max_seconds: Or a budget of process CPU-seconds (whichever ends first).
             learning_rate: AdamW step size of the warm start.
             batch_size: Samples per optimizer step.
+            progress_bar: Show a tqdm bar over reference tokens.
+            log_interval: With ``verbose >= 1``, print one line every this many steps (and at the
+                end); every step's row goes to the logger's file outputs (CSV, TensorBoard).
+            checkpoint_on_interrupt: Where a signal saves, as in ``learn`` (None: nowhere).
+            checkpoints: A :class:`~agents.trainers.periodic.PeriodicCheckpoints`, or None.
             selection: Evaluate on validation before the first step, on its schedule, and after the
                 last step, keeping the best weights (phase ``"supervised"``; the step counts this
-                trainer's warm-start steps). ``max_seconds`` leaves its CPU time out.
+                trainer's warm-start steps). The CPU budget counts training steps only, so the
+                evaluations' time is left out.
 
         Returns:
-            One row per optimizer step (loss, tokens so far, gradient norm, CPU-seconds).
+            One row per optimizer step of this call (loss, tokens so far, gradient norm, CPU-seconds).
 
         Raises:
             TypeError: The training env is not a synchronous vector env (the task must be readable here).
-            ValueError: No budget, or one that is not positive.
+            ValueError: No budget, or one that is not positive; or a budget while a loaded warm start is in progress.
+            TrainingInterrupted: A signal stopped the warm start; the message says how to resume.
         """
+        env = self._warm_start_env()
+        check_positive_int("log_interval", log_interval)
+        if self._warm_start_run is not None and (total_tokens is not None or max_seconds is not None):
+            raise ValueError(
+                f"expected no budget: this trainer has a warm start in progress ({self.warm_start_progress} tokens "
+                "done, loaded from a checkpoint); call warm_start() without one to finish it."
+            )
+        if self._warm_start_run is None:
+            seed = int(self._np_random.integers(2**31))
+            kwargs = {"max_seconds": max_seconds, "learning_rate": learning_rate, "batch_size": batch_size}
+            self._warm_start_run = TeacherForcing(self.policy, total_tokens=total_tokens, seed=seed, **kwargs)
+        run, rows = self._warm_start_run, []
+        first = len(self.supervised_history)  # optimizer steps of earlier warm starts
+        if selection is not None and run.steps == 0:
+            selection.maybe_evaluate(self, step=first, phase="supervised", train_cpu_seconds=0.0, timesteps=0)
+        fit = {"temperature": self.config.temperature, "max_grad_norm": self.config.max_grad_norm}
+        fit |= {"autocast": self._autocast, "device": self.device}
+        stopping = "finishing the warm-start step in progress, then saving a checkpoint."
+        with catch_signals(stopping) as stop, WarmStartBar(progress_bar, run.total_tokens, run.tokens) as bar:
+            while not run.done and stop.signum is None:
+                rows.append(run.step(self.policy, env, **fit))
+                self.supervised_history.append(rows[-1])
+                bar.update(run.tokens)
+                self._log_supervised_step(rows[-1], bar.write if run.done or run.steps % log_interval == 0 else None)
+                self._select(selection, rows[-1], finish=False)
+                if checkpoints is not None and not run.done:  # a finished warm start is saved by what follows
+                    checkpoints.maybe_save(self)
+            self._weights_changed()
+            if stop.signum is not None:
+                self._interrupted(stop.signum, checkpoint_on_interrupt, 0, then="warm_start() to finish the warm start")
+        self._warm_start_run = None
+        if self._kl_penalized:  # the KL to the warm-started model, not to the untrained one
+            self._reference = self._make_reference()
+        if rows:  # the last weights are a candidate too
+            self._select(selection, rows[-1], finish=True)
+        return rows
+
+    def _select(self, selection: ValidationSelection | None, row: dict[str, float], finish: bool) -> None:
+        """Let ``selection`` evaluate after a warm-start step (if due; always when ``finish``)."""
+        if selection is None:
+            return
+        seconds, tokens = row["supervised/cpu_seconds"], int(row["supervised/tokens"])
+        step = len(self.supervised_history)
+        method = selection.finish if finish else selection.maybe_evaluate
+        method(self, step=step, phase="supervised", train_cpu_seconds=seconds, timesteps=tokens)
+
+    def _warm_start_env(self) -> Any:
         if self.accelerator is not None:
             raise ValueError(
                 "warm_start runs in one process; got an accelerator. Warm-start first, save, then launch RL."
@@ -241,54 +390,27 @@ class WarmStartMixin:
             raise TypeError(
                 f"warm_start reads the task of the training env; expected a SyncVectorEnv, got {type(self.env).__name__}."
             )
-        first = len(self.supervised_history)  # optimizer steps of earlier warm starts
-        eval_start = selection.eval_cpu_seconds if selection is not None else 0.0
-        if selection is not None:
-            selection.maybe_evaluate(self, step=first, phase="supervised", train_cpu_seconds=0.0, timesteps=0)
-        rows = teacher_forcing(
-            self.policy,
-            sub_envs[0].unwrapped,
-            total_tokens=total_tokens,
-            max_seconds=max_seconds,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            max_grad_norm=self.config.max_grad_norm,
-            temperature=self.config.temperature,
-            seed=int(self._np_random.integers(2**31)),
-            device=self.device,
-            autocast=self._autocast,
-            on_step=self._warm_start_step(selection, first),
-            excluded_seconds=(lambda: selection.eval_cpu_seconds - eval_start) if selection is not None else None,
-        )
-        self._weights_changed()
-        if self._kl_penalized:  # the KL to the warm-started model, not to the untrained one
-            self._reference = self._make_reference()
-        self.supervised_history += rows
-        if selection is not None and rows:  # the last weights are a candidate too
-            seconds, tokens = rows[-1]["supervised/cpu_seconds"], int(rows[-1]["supervised/tokens"])
-            selection.finish(
-                self, step=first + len(rows), phase="supervised", train_cpu_seconds=seconds, timesteps=tokens
-            )
-        return rows
+        return sub_envs[0].unwrapped
 
-    def _warm_start_step(self, selection: ValidationSelection | None, first: int) -> Callable[[dict[str, float]], None]:
-        """The warm start's ``on_step``: log the row, then let ``selection`` evaluate if it is due."""
-        step = first
+    def _resume_warm_start(self, record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Rebuild the warm start in progress that a checkpoint stored (:meth:`TeacherForcing.state`)."""
+        budget = {k: record[k] for k in ("total_tokens", "max_seconds", "learning_rate", "batch_size")}
+        run = TeacherForcing(self.policy, **budget)
+        run.load_state(record, tensors, len(self._warm_start_env().task))
+        self._warm_start_run = run
 
-        def on_step(row: dict[str, float]) -> None:
-            nonlocal step
-            self._log_supervised_step(row)
-            step += 1
-            if selection is not None:
-                seconds, tokens = row["supervised/cpu_seconds"], int(row["supervised/tokens"])
-                selection.maybe_evaluate(
-                    self, step=step, phase="supervised", train_cpu_seconds=seconds, timesteps=tokens
-                )
-
-        return on_step
-
-    def _log_supervised_step(self, row: dict[str, float]) -> None:
-        """Write one warm-start row to the trainer's logger, at its token count."""
+    def _log_supervised_step(self, row: dict[str, float], write: Callable[[str], None] | None) -> None:
+        """Write one warm-start row to the logger's files, at its token count, and a line with ``write`` if given."""
         for key, value in row.items():
-            self.logger.record(key, value)
-        self.logger.dump(step=int(row["supervised/tokens"]))
+            self.logger.record(key, value, exclude=("stdout", "log"))
+        with warnings.catch_warnings():  # SB3's stdout writer warns when every key is excluded from it
+            warnings.filterwarnings("ignore", message="Tried to write empty key-value dict")
+            self.logger.dump(step=int(row["supervised/tokens"]))
+        if write is not None and self.verbose >= 1 and self._is_main:
+            run = self._warm_start_run
+            total = f"/{run.total_tokens}" if run.total_tokens else ""
+            write(
+                f"warm start: {int(row['supervised/tokens'])}{total} tokens, step {run.steps}, "
+                f"loss {row['supervised/loss']:.4f}, grad norm {row['supervised/grad_norm']:.3f}, "
+                f"{row['supervised/cpu_seconds']:.1f} CPU-s"
+            )

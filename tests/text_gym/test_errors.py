@@ -59,7 +59,7 @@ def test_chat_template_takes_bools():
 def _raised(function, *args):
     try:
         function(*args)
-    except Exception as error:  # noqa: BLE001 (the test inspects it)
+    except Exception as error:
         return error
     raise AssertionError("expected an error")
 

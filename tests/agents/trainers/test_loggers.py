@@ -76,9 +76,11 @@ def test_a_fresh_log_starts_over_and_resume_without_a_file_starts_one(tmp_path):
         assert [r["time/total_timesteps"] for r in rows(tmp_path / str(resume_at) / "progress.csv")] == ["7"]
 
 
-def test_the_progress_bar_stops_at_its_total_and_says_what_was_generated(capsys):
+def test_the_progress_bar_ends_at_the_tokens_that_really_ran_and_says_rollouts_are_whole(capsys):
     trainer = grpo(verbose=0)
     trainer.learn(1, progress_bar=True)  # one rollout of 4 episodes: at least 4 tokens
-    final = capsys.readouterr().err.split("\r")[-1]
-    assert trainer.num_timesteps > 1
-    assert "1/1 " in final and f"generated={trainer.num_timesteps}tok" in final, final
+    err = capsys.readouterr().err
+    final = err.split("\r")[-1]
+    n, most = trainer.num_timesteps, trainer.env.num_envs * trainer.layout.max_new_tokens
+    assert n > 1 and f"0/1 [00:00<?, ?tok/s, whole rollouts=up to +{most}tok]" in err, err
+    assert f"{n}/{n} " in final and "100%" in final, final
