@@ -31,19 +31,17 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
 from agents.atomic import atomic_write_text
-from agents.evaluation import Evaluation, add_margins, lm_evaluations, trivial_evaluations
 from agents.run_folder import claimed_folder
 from agents.train_args import ALGOS, parse_args, parse_reward, parse_task, resume_command
 from agents.train_checks import splits_line, start_line
+from agents.train_results import Evaluator, Run
 from agents.trainers.base import TrainerBase
 from agents.trainers.checkpoint import read_settings
 from agents.trainers.interrupts import TrainingInterrupted
@@ -54,7 +52,6 @@ from text_gym.errors import run_command
 
 __all__ = ["main", "parse_args", "parse_reward", "parse_task"]
 
-BEFORE_RL = ("untrained greedy", "untrained sampling", "supervised greedy")
 """The rows measured before RL, which a resumed run cannot measure again: kept in ``results.json``."""
 
 
@@ -137,7 +134,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     env_kwargs = dict(trainer.env_kwargs) if args.resume else env_kwargs_of(args)
     if trainer._is_main:
         print(splits_line(args, trainer.get_env(), env_id, env_kwargs), flush=True)
-    run = _Run(args, out, _Evaluator(args, env_id, env_kwargs, bool(args.eval_episodes) and trainer._is_main))
+    run = Run(args, out, Evaluator(args, env_id, env_kwargs, bool(args.eval_episodes) and trainer._is_main))
     run.start_tokens = trainer.num_timesteps
     if trainer._is_main:
         formats, resume_at = ["stdout", "csv", "tensorboard"], trainer.num_timesteps if args.resume else None
@@ -200,141 +197,6 @@ def _accelerator(args: argparse.Namespace) -> Any:
     return Accelerator(cpu=args.device == "cpu")
 
 
-@dataclass
-class _Evaluator:
-    """The held-out evaluations of a run, all from one evaluator (none when disabled)."""
-
-    args: argparse.Namespace
-    env_id: str
-    env_kwargs: dict[str, Any]
-    enabled: bool
-
-    def policy(self, trainer: TrainerBase, prefix: str, sampling: bool = True) -> list[Evaluation]:
-        """The trainer's policy, labelled ``"<prefix> greedy"`` (and ``"<prefix> sampling"``)."""
-        if not self.enabled:
-            return []
-        temperature = self.args.temperature
-        return lm_evaluations(
-            trainer.policy,
-            prefix,
-            self.env_id,
-            self.env_kwargs,
-            sampling=sampling,
-            temperature=temperature,
-            **self._common(),
-        )
-
-    def trivial(self) -> list[Evaluation]:
-        """``copy-prompt`` and ``reference``: the floor to beat and the ceiling."""
-        return trivial_evaluations(self.env_id, self.env_kwargs, **self._common()) if self.enabled else []
-
-    def settings(self) -> dict[str, Any]:
-        """What two runs' rows must share to be compared: env, env kwargs, split, prompts, seed, temperature."""
-        args = self.args
-        settings = {"env": self.env_id, "env_kwargs": self.env_kwargs, "split": args.eval_split}
-        settings |= {"episodes": args.eval_episodes, "seed": args.seed, "temperature": args.temperature}
-        return json.loads(json.dumps(settings, default=str))  # as results.json stores them
-
-    def _common(self) -> dict[str, Any]:
-        args, n = self.args, (None if self.args.eval_episodes < 0 else self.args.eval_episodes)
-        return {"split": args.eval_split, "n_episodes": n, "seeds": [args.seed], "batch_size": args.n_envs}
-
-
-@dataclass
-class _Run:
-    """One segment of a run: its evaluations, the rows measured before RL, and ``results.json``.
-
-    The rows measured before RL (:data:`BEFORE_RL`) are stored in ``results.json`` as soon as
-    they exist, under ``before_rl`` with the evaluation settings; a resumed run shows them again
-    when it evaluates with the same settings (``reused``), and carries them on either way.
-    """
-
-    args: argparse.Namespace
-    out: Path
-    evaluator: _Evaluator
-    evaluations: list[Evaluation] = field(default_factory=list)
-    before: dict[str, Any] = field(default_factory=dict)  # {"evaluation": settings, "rows": [...], "samples": {...}}
-    reused: bool = False
-    missing: str = ""  # why a resumed run has no untrained rows
-    start_tokens: int = 0
-    # With --eval-every: the selection whose best model the final rows measure.
-    selection: ValidationSelection | None = None
-
-    def before_rl(self, trainer: TrainerBase) -> None:
-        """Measure (or, on ``--resume``, find) the untrained rows, and the trivial ones."""
-        if not self.args.resume:
-            self.evaluations = self.evaluator.policy(trainer, "untrained") + self.evaluator.trivial()
-            self._store_before_rl(trainer)
-            return
-        self.evaluations = self.evaluator.trivial()
-        # The first run's folder: --out, else the checkpoint's (interrupted.zip) or its parent's (checkpoints/).
-        folders = [self.out, Path(self.args.resume).parent, Path(self.args.resume).parent.parent]
-        self.before = next(filter(None, map(_previous_before_rl, folders)), {})
-        stored = self.before.get("evaluation")
-        self.reused = stored == self.evaluator.settings() and bool(self.before.get("rows"))
-        if not self.evaluator.enabled or self.reused:
-            return
-        if not self.before:
-            self.missing = f"no results.json from before RL in {self.out} or beside {self.args.resume}"
-        else:
-            differ = [k for k, v in self.evaluator.settings().items() if (stored or {}).get(k) != v]
-            self.missing = f"the first run measured them with other evaluation settings ({', '.join(differ)})"
-
-    def after_warm_start(self, trainer: TrainerBase) -> None:
-        """Measure the warm-started model (greedy) and store it with the rows before RL."""
-        self.evaluations += self.evaluator.policy(trainer, "supervised", sampling=False)
-        self._store_before_rl(trainer)
-
-    def _store_before_rl(self, trainer: TrainerBase) -> None:
-        ours = [e for e in self.evaluations if e.label in BEFORE_RL]
-        rows, samples = [e.row() for e in ours], {e.label: e.samples() for e in ours}
-        self.before = {"evaluation": self.evaluator.settings(), "rows": rows, "samples": samples}
-        if trainer._is_main:  # so that a resumed run has them, even if this one is interrupted
-            results = self.results(trainer, 0.0, finished=False)
-            atomic_write_text(self.out / "results.json", json.dumps(results, indent=2, default=str))
-
-    def results(self, trainer: TrainerBase, seconds: float, *, finished: bool) -> dict[str, Any]:
-        """What ``results.json`` holds: the arguments, the table's rows with margins, samples and the logs."""
-        reused = self.before.get("rows", []) if self.reused else []
-        rows = sorted(reused + [e.row() for e in self.evaluations], key=_row_order)
-        if rows:
-            add_margins(rows)
-        env_id, env_kwargs = self.evaluator.env_id, self.evaluator.env_kwargs
-        samples = dict(self.before.get("samples", {})) if self.reused else {}
-        return {
-            "args": vars(self.args),
-            "env": env_id,
-            "task": env_kwargs.get("task", gym.spec(env_id).kwargs.get("task")),
-            "split": self.args.eval_split,
-            "finished": finished,  # False: written before training, for the rows before RL
-            "resumed_from": self.args.resume,
-            "train_seconds": seconds,  # this segment's (warm start included)
-            "train_tokens": trainer.num_timesteps - self.start_tokens,  # RL tokens of this segment
-            "total_train_tokens": trainer.num_timesteps,  # since the run began
-            "rows": rows,
-            "samples": samples | {e.label: e.samples() for e in self.evaluations},
-            "before_rl": self.before,
-            "history": trainer.history,
-            "supervised_history": trainer.supervised_history,
-            **({"selection": self.selection.summary()} if self.selection is not None else {}),
-        }
-
-
-def _previous_before_rl(folder: Path) -> dict[str, Any]:
-    """The ``before_rl`` record of an earlier segment's ``results.json`` in ``folder``, or ``{}``."""
-    try:
-        return json.loads((folder / "results.json").read_text()).get("before_rl") or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def _row_order(row: dict[str, Any]) -> int:
-    """Untrained, then trivial, then warm-started, then trained rows (a stable sort keeps each group's order)."""
-    label = row["agent"]
-    groups = [label.startswith("untrained"), label in ("copy-prompt", "reference"), label == "supervised greedy"]
-    return groups.index(True) if any(groups) else len(groups)
-
-
 def _periodic(args: argparse.Namespace, out: Path, is_main: bool) -> PeriodicCheckpoints | None:
     if args.checkpoint_minutes > 0 and is_main:
         return PeriodicCheckpoints(
@@ -386,7 +248,7 @@ def _learn(
         _end_distributed(trainer.accelerator)
 
 
-def _print_summary(args: argparse.Namespace, results: dict[str, Any], run: _Run) -> None:
+def _print_summary(args: argparse.Namespace, results: dict[str, Any], run: Run) -> None:
     """The results table and the first replies of the last greedy evaluation."""
     rows = results["rows"]
     if not rows:

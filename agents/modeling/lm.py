@@ -11,9 +11,8 @@ loaded through :mod:`agents.modeling.loading`), optionally with LoRA adapters (p
   In On-Policy RL"), at the price of a second forward pass. The copy is fully trainable, also when
   the actor uses LoRA.
 
-Token ids and masks follow the env's observation layout (left-padded prompt, right-padded reply);
-positions are the cumulative sum of the attention mask, so left padding and cached decoding give
-the same positions as an unpadded sequence.
+Token ids and masks follow the env's observation layout (left-padded prompt, right-padded reply); positions
+are the attention mask's cumulative sum, so left padding and cached decoding match an unpadded sequence.
 """
 
 from __future__ import annotations
@@ -34,15 +33,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from agents.modeling.loading import check_compatible, model_logits_size, quiet_progress
-from agents.modeling.prepare import (
-    add_lora,
-    copy_trunk,
-    enable_checkpointing,
-    load_lm,
-)
-from agents.modeling.prepare import (
-    disable_dropout as zero_dropout,
-)
+from agents.modeling.prepare import add_lora, copy_trunk, enable_checkpointing, load_lm
+from agents.modeling.prepare import disable_dropout as zero_dropout
 from agents.modeling.tokens import positions_from_mask
 from text_gym.tokenization import load_tokenizer
 
@@ -405,5 +397,4 @@ ACTOR_CRITIC_OPTIONS: tuple[str, ...] = tuple(
     for name, parameter in inspect.signature(LMActorCritic).parameters.items()
     if parameter.kind is parameter.KEYWORD_ONLY
 )
-"""``LMActorCritic``'s keyword options (``tokenizer``, ``lora``, ``critic``...), read from its signature: ``LMPolicy`` and
-the trainers take them from ``policy_kwargs`` without a list of their own."""
+"""``LMActorCritic``'s keyword options, read from its signature (``LMPolicy`` and the trainers keep no list)."""

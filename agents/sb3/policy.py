@@ -12,12 +12,9 @@ Use it with stock Stable-Baselines3 algorithms (``MaskablePPO`` takes
 
 What makes it fast:
 
-- Rollouts: SB3 calls the policy once per step with every env's whole observation. A
-  :class:`~agents.modeling.kv_cache.RolloutKVCache` keeps a KV cache row per env and runs only the token
-  appended since the last call, as ``model.generate`` does; resets and anything unexpected are
-  recomputed. The policy runs the chosen token right after choosing it, so the next step (and
-  SB3's value of a terminal observation) finds its outputs ready. The cache is cleared whenever
-  the weights may change (``set_training_mode(True)``, every optimizer step, ``load_state_dict``).
+- Rollouts: a :class:`~agents.modeling.kv_cache.RolloutKVCache` keeps a KV cache row per env and
+  runs only the token appended since the last call, as ``model.generate`` does (resets and anything
+  unexpected are recomputed; the cache is cleared whenever the weights may change).
 - Training: ``evaluate_actions`` runs one forward pass per episode prefix present in the minibatch
   (:func:`~agents.modeling.prefix.grouped_last_token_outputs`) instead of one per step.
 """
@@ -71,9 +68,8 @@ class LMPolicy(ActorCriticPolicy):
     - the observation space has that layout;
     - the action space is ``Discrete(n)`` with ``n`` the model's logits size (a mismatch means the
       env's tokenizer belongs to another model);
-    - when a tokenizer is known (``tokenizer=`` here, or the preset/folder named by ``model``), it
-      fits the model (:func:`agents.modeling.loading.check_compatible`: enough logits, same eos) and its
-      vocabulary fits in the action space.
+    - a known tokenizer (``tokenizer=``, or ``model``'s) fits the model and the action space
+      (:func:`agents.modeling.loading.check_compatible`).
 
     How it fills ``ActorCriticPolicy``: its ``__init__`` runs as for any SB3 policy, so every
     attribute SB3 sets exists (``features_extractor``, ``net_arch``, ``action_dist``...), with
@@ -84,14 +80,9 @@ class LMPolicy(ActorCriticPolicy):
     - ``mlp_extractor``: :class:`LastTokenLatents` (the trunk's hidden states at the last real token);
     - ``action_net``: the LM head; ``value_net``: the value head.
 
-    The last three are views of ``actor_critic``, which holds the only parameters, so the state
-    dict and the optimizer hold nothing else (no stray ``nn.Linear(hidden, vocab)``). SB3's generic
-    ``ActorCriticPolicy`` methods compute the same outputs with them, uncached; the overrides here
-    add the KV cache, shared prefixes, temperature and action masks. SB3's MLP and gSDE options
-    (``net_arch``, ``ortho_init``, ``use_sde=True``...) are not accepted.
-
-    The methods take sb3-contrib's ``action_masks`` too, but ``MaskablePPO`` accepts only its
-    ``MaskableActorCriticPolicy`` subclasses: give it :class:`~agents.sb3.maskable.MaskableLMPolicy`.
+    The last three are views of ``actor_critic``, which holds the only parameters. The overrides
+    here add the KV cache, shared prefixes, temperature and action masks; SB3's MLP and gSDE
+    options are not accepted. ``MaskablePPO`` takes :class:`~agents.sb3.maskable.MaskableLMPolicy`.
 
     Args:
         observation_space: From the algorithm.

@@ -10,7 +10,7 @@ micro-batch). ``TrainerBase`` itself holds the settings, the env and the ``learn
 other concern is a mixin in its own module: the update that calls those hooks
 (:class:`~agents.trainers.update.UpdateMixin`), ``predict``
 (:class:`~agents.trainers.predict.PredictMixin`), ``warm_start``
-(:class:`~agents.trainers.supervised.WarmStartMixin`), and ``save``/``load`` with the rewind
+(:class:`~agents.trainers.warm_start.WarmStartMixin`), and ``save``/``load`` with the rewind
 behind safe interrupts (:class:`~agents.trainers.persistence.PersistenceMixin`).
 
 One timestep is one env step, i.e. one generated token, as in SB3.
@@ -42,8 +42,8 @@ from agents.trainers.periodic import PeriodicCheckpoints
 from agents.trainers.persistence import AUTO, PersistenceMixin
 from agents.trainers.predict import PredictMixin
 from agents.trainers.rollout import RolloutBatch, collect_rollout
-from agents.trainers.supervised import WarmStartMixin
 from agents.trainers.update import UpdateMixin
+from agents.trainers.warm_start import WarmStartMixin
 from text_gym.errors import check_positive_int
 
 __all__ = ["AUTO", "PeriodicCheckpoints", "TrainerBase", "TrainerConfig", "TrainingInterrupted"]
