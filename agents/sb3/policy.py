@@ -15,8 +15,7 @@ What makes it fast:
 - Rollouts: a :class:`~agents.modeling.kv_cache.RolloutKVCache` keeps a KV cache row per env and
   runs only the token appended since the last call, as ``model.generate`` does (resets and anything
   unexpected are recomputed; the cache is cleared whenever the weights may change).
-- Training: ``evaluate_actions`` runs one forward pass per episode prefix present in the minibatch
-  (:func:`~agents.modeling.prefix.grouped_last_token_outputs`) instead of one per step.
+- Training: ``evaluate_actions`` runs one forward pass per episode prefix in the minibatch, not per step.
 """
 
 from __future__ import annotations
