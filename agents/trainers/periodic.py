@@ -24,7 +24,8 @@ class PeriodicCheckpoints:
     ``<folder>/<prefix>_<num_timesteps>_steps.zip`` (``<prefix>_warm_<tokens>_tokens.zip`` during a
     warm start, which takes them too), written atomically. Pruning deletes only
     checkpoints of the same run (the ``run_id`` stored in each), never another run's files that
-    share the folder and prefix. A save that fails (a full disk) warns, and training goes on.
+    share the folder and prefix (a name another run's checkpoint holds gets ``.<run id>`` before
+    ``.zip`` instead of replacing it). A save that fails (a full disk) warns, and training goes on.
 
     Args:
         folder: Where the checkpoints go.
@@ -57,8 +58,11 @@ class PeriodicCheckpoints:
             if warm is not None
             else f"{self.prefix}_{trainer.num_timesteps}_steps.zip"
         )
+        target = self.folder / name
+        if target.exists() and stored_run_id(target) != trainer.run_id:  # never overwrite another run's file
+            target = target.with_name(f"{target.stem}.{trainer.run_id[:8]}.zip")
         try:
-            path = trainer.save(self.folder / name)
+            path = trainer.save(target)
         except OSError as error:
             warnings.warn(
                 f"Periodic checkpoint in {self.folder} failed ({error}); training goes on, the next save is in "
@@ -76,7 +80,7 @@ class PeriodicCheckpoints:
         Oldest first means warm-start checkpoints (``<prefix>_warm_<tokens>_tokens.zip``, by
         tokens), then RL ones (``<prefix>_<steps>_steps.zip``, by step count).
         """
-        pattern = re.compile(rf"{re.escape(self.prefix)}_(?:(\d+)_steps|warm_(\d+)_tokens)\.zip")
+        pattern = re.compile(rf"{re.escape(self.prefix)}_(?:(\d+)_steps|warm_(\d+)_tokens)(?:\.[0-9a-f]{{8}})?\.zip")
         found = []
         for path in self.folder.glob(f"{self.prefix}_*.zip"):
             if m := pattern.fullmatch(path.name):

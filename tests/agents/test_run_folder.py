@@ -34,9 +34,10 @@ def test_a_fresh_run_refuses_a_folder_with_another_runs_files(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunFolderError, match="expected a folder for the run's files, got the file"):
         check_fresh_folder(tmp_path / "file", overwrite=False)
-    for resume in ([], ["--resume", str(out / "model.zip")]):
-        with pytest.raises(RunFolderError, match="expected a folder for the run's files, got the file"):
+    for resume in ([], ["--resume", str(out / "model.zip")]):  # refused with the argument checks, exit 2
+        with pytest.raises(SystemExit) as exit_info:
             main([*ECHO, *resume, "--steps", "8", "--out", str(tmp_path / "file")])
+        assert exit_info.value.code == 2 and "--out: expected a folder" in capsys.readouterr().err
 
 
 def test_a_live_run_locks_its_folder_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
