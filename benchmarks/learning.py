@@ -9,8 +9,9 @@ For each task and each seed, every trained arm gets the same budget T (``--minut
 CPU time spent TRAINING (validation is left out; one torch thread makes CPU time wall time):
 
 - ``supervised``: teacher forcing on the train split's references for T;
-- ``supervised+RL``: teacher forcing for t (``--sft-minutes``), then GRPO for T - t, its KL
-  reference (``--beta``) being the warm-started model;
+- ``supervised+RL``: the supervised arm's model at t (``--sft-minutes``), then GRPO for T - t,
+  its KL reference (``--beta``) being the model at t. The two arms share their first t exactly,
+  so their paired difference is RL against more teacher forcing for the same T - t;
 - ``RL``: GRPO from the untrained model for T;
 
 and the controls: ``untrained`` greedy, ``copy-prompt`` (reply with the input), ``reference`` (the

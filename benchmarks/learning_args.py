@@ -5,6 +5,7 @@ Run the benchmark with ``python -m benchmarks.learning``; see :mod:`benchmarks.l
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,10 @@ class Args:
     n_envs: int = field(default=16, metadata={"help": "GRPO episodes per iteration"})
     batch_size: int = field(default=8, metadata={"help": "episodes (or references) per optimizer step"})
     max_new_tokens: int = field(default=0, metadata={"help": "reply budget (0: the env's default)"})
+    chat_template: bool = field(
+        default=True,
+        metadata={"help": "wrap prompts in the chat template (--no-chat-template: plain, shorter prompts)"},
+    )
     lora: int = field(default=0, metadata={"help": "LoRA rank (0: train all weights)"})
     beams: int = field(default=4, metadata={"help": "beam width of the beam-search control"})
     eval_batch_size: int = field(default=16, metadata={"help": "episodes played at once by every evaluation"})
@@ -92,6 +97,10 @@ class Args:
             ("lora", "training all weights"),
         ]:
             check_positive_int_or_zero(name, getattr(self, name), zero)
+        for name in ("temperature", "learning_rate", "sft_learning_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
         if self.beta < 0 or self.clip_range_high < 0:
             raise ValueError(
                 f"expected beta >= 0 and clip_range_high >= 0, got {self.beta} and {self.clip_range_high}."
@@ -107,17 +116,19 @@ def env_kwargs_of(args: Args) -> dict[str, Any]:
         kwargs["task"] = args.task
     if args.max_new_tokens:
         kwargs["max_new_tokens"] = args.max_new_tokens
+    if not args.chat_template:
+        kwargs["chat_template"] = False
     return kwargs
 
 
-def command_line(args: Args) -> str:
+def command_line(args: Args, module: str = "benchmarks.learning") -> str:
     """The command that reproduces ``args``: every flag that differs from its default (output folders aside).
 
     >>> command_line(Args(tasks=["TextGen-Translate-v0"], seeds=[0], minutes=20.0, sft_minutes=5.0))
     'python -m benchmarks.learning --tasks TextGen-Translate-v0 --seeds 0 --sft-minutes 5'
     """
-    default = Args(quick=args.quick)  # with --quick, the flags that differ from its preset
-    parts = ["python -m benchmarks.learning", *(["--quick"] if args.quick else [])]
+    default = type(args)(quick=args.quick)  # with --quick, the flags that differ from its preset
+    parts = [f"python -m {module}", *(["--quick"] if args.quick else [])]
     for name, value in vars(args).items():
         if value == getattr(default, name) or name in ("out", "readme", "save"):
             continue
@@ -125,7 +136,7 @@ def command_line(args: Args) -> str:
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + name.replace("_", "-"))
         elif isinstance(value, list):
-            parts.append(" ".join([flag, *map(str, value)]))
+            parts.append(" ".join([flag, *(shlex.quote(str(item)) for item in value)]))
         else:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(parts)

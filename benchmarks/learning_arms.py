@@ -24,7 +24,7 @@ from agents.trainers.grpo import GRPO
 from agents.trainers.selection import ValidationSelection
 from benchmarks.learning_args import Args, env_kwargs_of
 
-__all__ = ["ArmRun", "make_selection", "make_trainer", "run_seed"]
+__all__ = ["ArmRun", "Fork", "make_selection", "make_trainer", "rl_from_fork", "run_seed", "supervised_with_fork"]
 
 FOREVER = 10**12
 """``learn``'s token budget: the selection callback's CPU budget is what stops it."""
@@ -101,7 +101,12 @@ def play_test(args: Args, policy: Any, env_id: str, label: str) -> Evaluation:
 
 
 def run_seed(args: Args, env_id: str, seed: int) -> list[ArmRun]:
-    """Every arm of :data:`~benchmarks.learning_args.ARMS` under ``seed`` on ``env_id``, in that order."""
+    """Every arm of :data:`~benchmarks.learning_args.ARMS` under ``seed`` on ``env_id``, in that order.
+
+    ``supervised+RL`` starts from the supervised arm's own weights at t (a :class:`Fork`), so the
+    two arms share their first t exactly and their paired difference measures the last T - t
+    alone: RL against more teacher forcing.
+    """
     kwargs = env_kwargs_of(args)
     rl = make_trainer(args, env_id, seed)
     runs = [ArmRun(env_id, "untrained", seed, play_test(args, rl.policy, env_id, "untrained"))]
@@ -111,7 +116,7 @@ def run_seed(args: Args, env_id: str, seed: int) -> list[ArmRun]:
     del rl
     gc.collect()
     sft = make_trainer(args, env_id, seed)
-    trained["supervised"] = train_supervised(args, sft, env_id, seed)
+    trained["supervised"], fork = train_supervised(args, sft, env_id, seed)
     beam = evaluate(
         BeamSearchLMAgent(sft.policy, num_beams=args.beams),
         env_id,
@@ -124,28 +129,82 @@ def run_seed(args: Args, env_id: str, seed: int) -> list[ArmRun]:
     runs += [trained["supervised"], ArmRun(env_id, "beam", seed, beam)]
     del sft
     gc.collect()
-    runs.append(train_supervised_rl(args, make_trainer(args, env_id, seed), env_id, seed))
+    runs.append(train_supervised_rl(args, fork, env_id, seed))
     runs.append(trained["RL"])
     gc.collect()
     return runs
 
 
-def train_supervised(args: Args, trainer: GRPO, env_id: str, seed: int) -> ArmRun:
-    """Teacher forcing for the whole budget T."""
-    selection = make_selection(args, env_id)
-    seconds = _training_seconds(selection, lambda: _warm_start(args, trainer, selection, args.minutes))
-    return _finish(args, trainer, selection, env_id, "supervised", seed, seconds)
+class Fork:
+    """The supervised arm at t: its weights and its selection so far, for ``supervised+RL`` to start from.
+
+    Given to ``warm_start`` as its ``checkpoints`` (called after every teacher-forcing step), it
+    copies the weights once the warm start's training CPU time reaches ``seconds``.
+
+    Args:
+        seconds: t, in training CPU-seconds.
+        selection: The supervised arm's selection; :meth:`ValidationSelection.branch` copies it at t.
+    """
+
+    def __init__(self, seconds: float, selection: ValidationSelection) -> None:
+        self.seconds, self.selection = seconds, selection
+        self.weights: dict[str, Any] | None = None
+        self.branch: ValidationSelection | None = None
+        self.train_cpu_seconds, self.tokens = 0.0, 0
+
+    def maybe_save(self, trainer: GRPO) -> None:
+        """Copy the weights and the selection at the first step at or past t."""
+        row = trainer.supervised_history[-1]
+        if self.weights is None and row["supervised/cpu_seconds"] >= self.seconds:
+            self.weights = {name: value.detach().clone() for name, value in trainer.policy.state_dict().items()}
+            self.train_cpu_seconds, self.tokens = row["supervised/cpu_seconds"], int(row["supervised/tokens"])
+            self.branch = self.selection.branch()
+
+    def trainer(self, args: Args, env_id: str, seed: int) -> tuple[GRPO, ValidationSelection]:
+        """A GRPO trainer with the levers of ``args``, on the weights at t, and a selection that goes on from t.
+
+        Its KL reference is the model at t, as after ``warm_start``.
+        """
+        if self.weights is None or self.branch is None:
+            raise RuntimeError(
+                f"the warm start ended before t = {self.seconds:.1f} CPU-seconds; expected sft_minutes well below minutes."
+            )
+        trainer = make_trainer(args, env_id, seed)
+        trainer.policy.load_state_dict(self.weights)
+        if trainer.policy.lora_config is not None and args.beta > 0:
+            trainer._reference = trainer._make_reference()  # without LoRA the first KL copies the weights at t
+        return trainer, self.branch.branch()
 
 
-def train_supervised_rl(args: Args, trainer: GRPO, env_id: str, seed: int) -> ArmRun:
-    """Teacher forcing for t, then GRPO for what is left of T (KL to the warm-started model)."""
+def train_supervised(args: Args, trainer: GRPO, env_id: str, seed: int) -> tuple[ArmRun, Fork]:
+    """Teacher forcing for the whole budget T; with it, the :class:`Fork` at t."""
+    selection, fork, seconds = supervised_with_fork(args, trainer, env_id)
+    tokens = int(trainer.supervised_history[-1]["supervised/tokens"])
+    return _finish(args, trainer, selection, env_id, "supervised", seed, seconds, tokens), fork
+
+
+def supervised_with_fork(args: Args, trainer: GRPO, env_id: str) -> tuple[ValidationSelection, Fork, float]:
+    """Teacher forcing for T with selection on validation: the selection, the fork at t, training CPU-seconds."""
     selection = make_selection(args, env_id)
-    sft_seconds = _training_seconds(selection, lambda: _warm_start(args, trainer, selection, args.sft_minutes))
+    fork = Fork(args.sft_minutes * 60, selection)
+    seconds = _training_seconds(selection, lambda: _warm_start(args, trainer, selection, args.minutes, fork))
+    return selection, fork, seconds
+
+
+def train_supervised_rl(args: Args, fork: Fork, env_id: str, seed: int) -> ArmRun:
+    """GRPO from the supervised arm's weights at t for what is left of T (KL to the model at t)."""
+    trainer, selection, seconds = rl_from_fork(args, fork, env_id, seed)
+    return _finish(args, trainer, selection, env_id, "supervised+RL", seed, seconds, fork.tokens)
+
+
+def rl_from_fork(args: Args, fork: Fork, env_id: str, seed: int) -> tuple[GRPO, ValidationSelection, float]:
+    """GRPO with the levers of ``args`` from ``fork`` until T: the trainer, its selection, the arm's CPU-seconds."""
+    trainer, selection = fork.trainer(args, env_id, seed)
     # The offset makes the RL rows count training CPU time from the start of the arm, as the plot draws them.
-    rest = max(args.minutes * 60 - sft_seconds, 1e-3)  # the warm start may overshoot t by one step, never T
-    callback = selection.callback(train_cpu_offset=sft_seconds, max_train_cpu_seconds=rest)
+    rest = max(args.minutes * 60 - fork.train_cpu_seconds, 1e-3)  # the warm start may overshoot t by one step
+    callback = selection.callback(train_cpu_offset=fork.train_cpu_seconds, max_train_cpu_seconds=rest)
     rl_seconds = _training_seconds(selection, lambda: _learn(trainer, callback))
-    return _finish(args, trainer, selection, env_id, "supervised+RL", seed, sft_seconds + rl_seconds)
+    return trainer, selection, fork.train_cpu_seconds + rl_seconds
 
 
 def train_rl(args: Args, trainer: GRPO, env_id: str, seed: int) -> ArmRun:
@@ -153,12 +212,16 @@ def train_rl(args: Args, trainer: GRPO, env_id: str, seed: int) -> ArmRun:
     selection = make_selection(args, env_id)
     callback = selection.callback(max_train_cpu_seconds=args.minutes * 60)
     seconds = _training_seconds(selection, lambda: _learn(trainer, callback))
-    return _finish(args, trainer, selection, env_id, "RL", seed, seconds)
+    return _finish(args, trainer, selection, env_id, "RL", seed, seconds, 0)
 
 
-def _warm_start(args: Args, trainer: GRPO, selection: ValidationSelection, minutes: float) -> None:
+def _warm_start(args: Args, trainer: GRPO, selection: ValidationSelection, minutes: float, fork: Fork) -> None:
     trainer.warm_start(
-        max_seconds=minutes * 60, learning_rate=args.sft_learning_rate, batch_size=args.batch_size, selection=selection
+        max_seconds=minutes * 60,
+        learning_rate=args.sft_learning_rate,
+        batch_size=args.batch_size,
+        selection=selection,
+        checkpoints=fork,
     )
 
 
@@ -174,14 +237,20 @@ def _training_seconds(selection: ValidationSelection, train: Callable[[], None])
 
 
 def _finish(
-    args: Args, trainer: GRPO, selection: ValidationSelection, env_id: str, arm: str, seed: int, seconds: float
+    args: Args,
+    trainer: GRPO,
+    selection: ValidationSelection,
+    env_id: str,
+    arm: str,
+    seed: int,
+    seconds: float,
+    sft_tokens: int,
 ) -> ArmRun:
     """Restore the model selected on validation, save it if asked, and play it once on test."""
     selection.restore_best(trainer)
     selection.close()
     if args.save:
         trainer.save(Path(args.save) / args.name / f"{env_id}_{arm.replace('+', '_')}_seed{seed}.zip")
-    sft_tokens = int(trainer.supervised_history[-1]["supervised/tokens"]) if trainer.supervised_history else 0
     return ArmRun(
         env_id,
         arm,

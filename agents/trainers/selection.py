@@ -93,6 +93,7 @@ class ValidationSelection:
         self.env_id, self.env_kwargs, self.split = env_id, dict(env_kwargs or {}), split
         self.eval_every, self.eval_every_seconds = eval_every, eval_every_seconds
         self.metric, self.verbose = metric, verbose
+        self.max_prompts, self.batch_size = max_prompts, batch_size
         self.best_model_save_path = Path(best_model_save_path) if best_model_save_path is not None else None
         self._envs = make_eval_envs(env_id, self.env_kwargs, split, batch_size)
         size = len(self._envs[0].unwrapped.task)
@@ -241,6 +242,32 @@ class ValidationSelection:
                 f"max_train_cpu_seconds: expected a finite positive number, got {max_train_cpu_seconds!r}."
             )
         return _SelectionCallback(self, train_cpu_offset, max_train_cpu_seconds)
+
+    def branch(self) -> ValidationSelection:
+        """A new selection that starts where this one stands: its rows, its best weights and schedule.
+
+        For two runs that share a beginning (a warm start continued by teacher forcing, or by RL):
+        the branch goes on with the second run, so both keep the shared evaluations as candidates.
+        It has its own evaluation envs and keeps its best weights in memory only
+        (no ``best_model_save_path``); this one is left as it is.
+        """
+        other = ValidationSelection(
+            self.env_id,
+            self.env_kwargs,
+            split=self.split,
+            eval_every=self.eval_every,
+            eval_every_seconds=self.eval_every_seconds,
+            metric=self.metric,
+            max_prompts=self.max_prompts,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
+        other.history = [dict(row) for row in self.history]
+        other.best_score, other.best_step, other.best_phase = self.best_score, self.best_step, self.best_phase
+        other._last = dict(self._last)
+        if self._best_state is not None:
+            other._best_state = {name: value.clone() for name, value in self._best_state.items()}
+        return other
 
     def summary(self) -> dict[str, Any]:
         """The selection as JSON: split, metric, the chosen ``phase``, ``step`` and ``score``, the best model's path, every row."""
