@@ -23,6 +23,7 @@ start's ``max_seconds`` already leaves out and a caller timing ``learn`` subtrac
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -93,7 +94,7 @@ class ValidationSelection:
         self.env_id, self.env_kwargs, self.split = env_id, dict(env_kwargs or {}), split
         self.eval_every, self.eval_every_seconds = eval_every, eval_every_seconds
         self.metric, self.verbose = metric, verbose
-        self.max_prompts, self.batch_size = max_prompts, batch_size
+        self.batch_size = batch_size
         self.best_model_save_path = Path(best_model_save_path) if best_model_save_path is not None else None
         self._envs = make_eval_envs(env_id, self.env_kwargs, split, batch_size)
         size = len(self._envs[0].unwrapped.task)
@@ -251,17 +252,9 @@ class ValidationSelection:
         It has its own evaluation envs and keeps its best weights in memory only
         (no ``best_model_save_path``); this one is left as it is.
         """
-        other = ValidationSelection(
-            self.env_id,
-            self.env_kwargs,
-            split=self.split,
-            eval_every=self.eval_every,
-            eval_every_seconds=self.eval_every_seconds,
-            metric=self.metric,
-            max_prompts=self.max_prompts,
-            batch_size=self.batch_size,
-            verbose=self.verbose,
-        )
+        other = copy.copy(self)
+        other.best_model_save_path, other.eval_cpu_seconds = None, 0.0
+        other._envs = make_eval_envs(self.env_id, self.env_kwargs, self.split, self.batch_size)[: len(self._indices)]
         other.history = [dict(row) for row in self.history]
         other.best_score, other.best_step, other.best_phase = self.best_score, self.best_step, self.best_phase
         other._last = dict(self._last)

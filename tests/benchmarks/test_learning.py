@@ -19,6 +19,9 @@ from benchmarks.common import read_jsonl
 MARKERS = "# Title\n\n<!-- learning:start -->\nold table\n<!-- learning:end -->\n\nafter\n"
 
 
+TWO = ("supervised", "supervised+RL")
+
+
 def test_doctests() -> None:
     result = doctest.testmod(learning_args)
     assert result.attempted > 0 and result.failed == 0
@@ -47,6 +50,11 @@ def test_quick_run_writes_every_arm_seed_interval_and_selection(tmp_path: Path) 
             _check_trained_row(row, args)
         else:
             assert row["selection"] is None and row["train CPU-min"] == 0
+    for seed in seeds:  # supervised+RL forked the supervised arm at t: their first t is one run
+        sft, sft_rl = ({row["arm"]: row for row in report["rows"] if row["seed"] == seed}[arm] for arm in TWO)
+        shared = [point for point in sft_rl["selection"]["history"] if point["phase"] == "supervised"]
+        assert shared and shared == sft["selection"]["history"][: len(shared)]
+        assert 0 < sft_rl["SFT tokens"] < sft["SFT tokens"]
     assert [(i["a"], i["b"]) for i in report["intervals"]] == list(learning_report.COMPARISONS)
     for interval in report["intervals"]:
         assert interval["env"] == env and interval["low"] <= interval["mean"] <= interval["high"]
@@ -124,6 +132,8 @@ def test_summary_and_intervals_by_hand() -> None:
         (["--beams", "0"], "beams: expected a positive int, got 0"),
         (["--val-prompts", "-1"], "val_prompts"),
         (["--beta", "-0.1"], "beta >= 0"),
+        (["--temperature", "0"], "temperature: expected a finite positive number"),
+        (["--sft-learning-rate", "inf"], "sft_learning_rate"),
     ],
 )
 def test_bad_arguments(flags: list[str], match: str) -> None:

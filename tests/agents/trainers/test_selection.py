@@ -192,3 +192,24 @@ def test_selection_does_not_change_training_and_a_cpu_budget_stops_learn():
     callback = selection.callback(max_train_cpu_seconds=1e-9)
     budget.learn(10_000, callback=callback)
     assert budget.iteration == 0 and callback.train_cpu_seconds() > 1e-9  # stopped in its first rollout
+
+
+def test_a_branch_goes_on_from_where_it_stands():
+    trainer = grpo()
+    selection = Scripted([0.2, 0.6], eval_every=None)
+    selection.evaluate(trainer, step=0, phase="supervised")
+    shared = trainable(trainer)
+    branch = selection.branch()
+    branch.scores = [0.1]
+    assert branch.history == selection.history and (branch.best_phase, branch.best_score) == ("supervised", 0.2)
+    nudge(trainer, 0.01)
+    selection.evaluate(trainer, step=5, phase="supervised")  # 0.6: a new best of the original only
+    branch.evaluate(trainer, step=0, phase="rl")  # 0.1: the branch keeps the shared best
+    assert [row["score"] for row in selection.history] == [0.2, 0.6]
+    assert [(row["phase"], row["score"]) for row in branch.history] == [("supervised", 0.2), ("rl", 0.1)]
+    assert (branch.best_phase, branch.best_step, selection.best_step) == ("supervised", 0, 5)
+    branch.restore_best(trainer)  # the weights kept before the branch was made
+    assert all(torch.equal(v, shared[n]) for n, v in trainable(trainer).items())
+    assert branch.due(step=0, phase="supervised", train_cpu_seconds=0.0) is False  # the schedule goes on too
+    selection.close()
+    branch.close()
