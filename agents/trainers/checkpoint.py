@@ -29,6 +29,7 @@ import torch
 
 from agents.trainers.archive import Archive, CheckpointError, archive_path, member_errors, staging_folder, write_folder
 from agents.trainers.checkpoint_checks import check_stored_state
+from agents.trainers.reference import make_reference
 
 __all__ = [
     "ARCHIVE_MEMBERS",
@@ -345,7 +346,7 @@ def restore_trainer_state(trainer: Any, state: dict[str, Any], tensors: dict[str
         env.unwrapped.np_random.bit_generator.state = env_state
     reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
     if reference:
-        trainer._reference = trainer._make_reference()  # the structure; the saved weights are loaded next
+        trainer._reference = make_reference(trainer.policy)  # the structure; the saved weights are loaded next
         missing, unexpected = trainer._reference.load_state_dict(reference, strict=False)
         loaded = {value.data_ptr() for name, value in trainer._reference.state_dict().items() if name in reference}
         untied = [name for name in missing if trainer._reference.state_dict()[name].data_ptr() not in loaded]

@@ -25,7 +25,7 @@ GRPO_RETURNS = [1.0, 0.0, 0.5, 2.5]  # paid on each reply's last token
 REF_LOG_RATIOS = [0.1, -0.2, 0.3]  # log pi_ref - log pi, per column, for the KL penalty
 
 
-def make_batch(ratios, rewards, trainer, values=None) -> RolloutBatch:
+def make_batch(ratios, rewards, trainer, values=None, group_size=1) -> RolloutBatch:
     """Replies of known length whose rollout log-probs give ``ratios`` under ``trainer``'s model now."""
     mask = torch.tensor([[r is not None for r in row] for row in ratios], dtype=torch.long)
     b, t = mask.shape
@@ -38,6 +38,7 @@ def make_batch(ratios, rewards, trainer, values=None) -> RolloutBatch:
         logprobs=torch.zeros(b, t),
         rewards=torch.tensor(rewards, dtype=torch.float32),
         values=None if values is None else torch.tensor(values),
+        group_size=group_size,
     )
     with torch.no_grad():
         now, _, _ = trainer._score(batch)  # (B, T)
@@ -66,7 +67,7 @@ def test_grpo_loss_matches_a_hand_computation(loss_type, scale_rewards, beta):
     rewards = [[0.0] * 3 for _ in GRPO_RATIOS]
     for row, ratios, ret in zip(rewards, GRPO_RATIOS, GRPO_RETURNS, strict=True):
         row[sum(r is not None for r in ratios) - 1] = ret
-    batch = make_batch(GRPO_RATIOS, rewards, model)
+    batch = make_batch(GRPO_RATIOS, rewards, model, group_size=2)
     with torch.no_grad():
         model._prepare(batch)
     if beta:  # the reference scored what the policy scores now; move it by known amounts
