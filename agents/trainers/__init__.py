@@ -17,8 +17,9 @@
 - :mod:`~agents.trainers.supervised`: teacher forcing on references;
   :mod:`~agents.trainers.warm_start`: ``warm_start`` around it (signals, selection, reference).
 - :mod:`~agents.trainers.persistence`: ``save``/``load`` and the rewind behind safe interrupts;
-  :mod:`~agents.trainers.checkpoint`: a trainer's state in an archive
-  (:mod:`~agents.trainers.archive`: the format; :mod:`~agents.trainers.checkpoint_checks`: what a
+  :mod:`~agents.trainers.checkpoint`: the checkpoint's layout;
+  :mod:`~agents.trainers.trainer_state`: what a trainer stores in it
+  (:mod:`~agents.trainers.archive`: the zip format; :mod:`~agents.trainers.checkpoint_checks`: what a
   stored setting may be); :mod:`~agents.trainers.periodic`: periodic checkpoints;
   :mod:`~agents.trainers.interrupts`: signal handling (safe Ctrl-C).
 - :mod:`~agents.trainers.config`: ``TrainerConfig``, the settings all trainers share.

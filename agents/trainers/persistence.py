@@ -22,18 +22,15 @@ import torch
 
 from agents.modeling.loading import resolve_device
 from agents.trainers.archive import member_errors
-from agents.trainers.checkpoint import (
-    CheckpointError,
-    archive_path,
-    read_archive,
+from agents.trainers.checkpoint import CheckpointError, archive_path, read_archive, write_archive
+from agents.trainers.interrupts import TrainingInterrupted
+from agents.trainers.trainer_state import (
     restore_rng,
     restore_trainer_state,
     rng_state,
     schedule_from_json,
     trainer_state,
-    write_archive,
 )
-from agents.trainers.interrupts import TrainingInterrupted
 
 __all__ = ["AUTO", "check_resumable", "interrupted", "load", "rewind", "save", "save_or_rescue", "snapshot"]
 

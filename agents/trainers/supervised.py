@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.trainers.checkpoint import optimizer_to_tensors, tensors_to_optimizer
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
+from agents.trainers.trainer_state import optimizer_to_tensors, tensors_to_optimizer
 from text_gym.errors import check_positive_int
 
 __all__ = ["TeacherForcing", "reference_batch", "teacher_forcing"]
