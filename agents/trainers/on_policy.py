@@ -43,8 +43,8 @@ __all__ = ["OnPolicyTrainer", "minibatch_order"]
 def minibatch_order(n: int, group_size: int, generator: torch.Generator) -> torch.Tensor:
     """A shuffled order of ``n`` episodes that keeps consecutive groups of ``group_size`` whole.
 
-    >>> minibatch_order(6, 3, torch.Generator().manual_seed(0)).tolist()
-    [3, 4, 5, 0, 1, 2]
+    >>> minibatch_order(6, 2, torch.Generator().manual_seed(0)).tolist()  # groups (0, 1), (2, 3), (4, 5)
+    [4, 5, 0, 1, 2, 3]
     """
     unit = group_size if n % group_size == 0 else 1
     return (torch.randperm(n // unit, generator=generator)[:, None] * unit + torch.arange(unit)).flatten()
