@@ -92,7 +92,7 @@ class TrainerBase:
         # Seeded before the model is built: a model made from scratch draws its weights.
         self._np_random, self._generator = self._seeded_generators()
         self.policy = build_actor_critic(policy, self.policy_kwargs, device=self.device)
-        self.group_size: int = getattr(self.config, "group_size", 1)  # consecutive envs that share a prompt (GRPO)
+        self.group_size = 1  # consecutive envs reset with one seed, so they share a prompt (GRPO: its group_size)
         self.env_id: str | None = None
         self.env: gym.vector.VectorEnv | None = None
         self.layout: EnvLayout | None = None

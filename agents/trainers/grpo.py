@@ -144,6 +144,7 @@ class GRPO(OnPolicyTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._greedy_envs: gym.vector.VectorEnv | None = None  # SCST's envs, one per group, made on first use
         super().__init__(*args, **kwargs)
+        self.group_size = self.config.group_size  # each rollout then records it (RolloutBatch.group_size)
 
     def set_env(self, env: Any) -> None:
         super().set_env(env)
