@@ -162,6 +162,11 @@ class GRPO(OnPolicyTrainer):
 
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
         g = batch.group_size
+        if g < 2:
+            raise ValueError(
+                f"expected a rollout in groups of replies to one prompt, got group_size={g}: "
+                "collect it with collect_rollouts(), or collect_rollout(..., group_size=...) and equal seeds per group."
+            )
         if batch.indices and all(i is not None for i in batch.indices):
             for start in range(0, len(batch), g):
                 if len(set(batch.indices[start : start + g])) != 1:

@@ -64,6 +64,9 @@ def test_the_rollout_carries_its_groups_and_every_step_reads_them():
     trainer._prepare(batch)
     assert batch.extra["advantages"][3:].abs().max() == 0  # a group whose replies tied has no signal
     assert batch.extra["advantages"][:3].sum().abs() < 1e-5
+    batch.group_size = 1  # a rollout without groups has no baseline for GRPO: refused, not NaN advantages
+    with pytest.raises(ValueError, match="group_size=1"):
+        trainer._prepare(batch)
 
 
 def test_minibatches_keep_groups_whole():
