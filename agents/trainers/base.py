@@ -213,7 +213,7 @@ class TrainerBase:
         return persistence.save(self, path, resumable=resumable)
 
     def save_or_rescue(self, path: str | os.PathLike[str], *, resumable: bool = True) -> Path:
-        """:meth:`save`, or to a printed fallback path when that fails; see :func:`agents.trainers.persistence.save_or_rescue`."""
+        """:meth:`save`, or to a printed fallback when that fails (:func:`agents.trainers.persistence.save_or_rescue`)."""
         return persistence.save_or_rescue(self, path, resumable=resumable)
 
     @classmethod

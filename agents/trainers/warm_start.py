@@ -1,8 +1,9 @@
 """``warm_start`` for the trainers: teacher forcing with ``learn``'s protection, selection and KL reference.
 
 :func:`warm_start` (what ``trainer.warm_start`` calls) runs
-:class:`~agents.trainers.supervised.TeacherForcing` step by step on the training env's task: a progress bar and a log line per interval, periodic checkpoints, a saved
-checkpoint on SIGINT/SIGTERM that ``warm_start()`` finishes exactly, validation selection
+:class:`~agents.trainers.supervised.TeacherForcing` step by step on the training env's task: a
+progress bar and a log line per interval, periodic checkpoints, a saved checkpoint on
+SIGINT/SIGTERM that ``warm_start()`` finishes exactly, validation selection
 (:class:`~agents.trainers.selection.ValidationSelection`) and, with a KL penalty, the warm-started
 weights as the reference policy.
 """
