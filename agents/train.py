@@ -18,7 +18,7 @@ learned nothing that copying or doing nothing would not give. All rows come from
 gradients are averaged; evaluation and saving happen on the main process.
 
 Ctrl-C (or SIGTERM) saves ``--out/interrupted.zip`` and prints the command that resumes the run.
-A resumed run is the saved run (:mod:`agents.train_args` says what the checkpoint determines):
+A resumed run is the saved run (:mod:`agents.resume` says what the checkpoint determines):
 its ``progress.csv`` grows, and its table reuses the untrained rows that the first run stored in
 ``results.json`` (``before_rl``) when they were measured as this run evaluates; else it says
 they are missing and measures the margin over ``copy-prompt`` alone.

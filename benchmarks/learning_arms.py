@@ -21,6 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from agents.baselines.lm import BeamSearchLMAgent, GreedyLMAgent
 from agents.evaluation import Evaluation, evaluate, trivial_evaluations
 from agents.trainers.grpo import GRPO
+from agents.trainers.reference import make_reference
 from agents.trainers.selection import ValidationSelection
 from benchmarks.learning_args import Args, env_kwargs_of
 
@@ -172,7 +173,7 @@ class Fork:
         trainer = make_trainer(args, env_id, seed)
         trainer.policy.load_state_dict(self.weights)
         if trainer.policy.lora_config is not None and args.beta > 0:
-            trainer._reference = trainer._make_reference()  # without LoRA the first KL copies the weights at t
+            trainer._reference = make_reference(trainer.policy)  # without LoRA the first KL copies the weights at t
         return trainer, self.branch.branch()
 
 

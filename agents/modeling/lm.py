@@ -288,7 +288,7 @@ class LMActorCritic(nn.Module):
             ref_logits = actor_critic.reference_logits(input_ids, attention_mask, reference)
 
         The trainers score only the reply positions, so they branch on ``lora_config`` themselves
-        (``agents.trainers.update``).
+        (``agents.trainers.reference``).
         """
         if self.lora_config is not None:
             return None

@@ -1,17 +1,14 @@
-"""What SequencePPO and GRPO share: the SB3-shaped API and the rollout/update loop.
+"""The SB3-shaped shell of a sequence-level trainer: settings, model, env, logger, and the public API.
 
 A trainer here looks like a Stable-Baselines3 algorithm from the outside (``learn``, ``predict``,
 ``save``/``load``, ``get_env``, ``logger``, ``num_timesteps``, SB3 callbacks) but does its work on
-whole sequences: :func:`agents.trainers.rollout.collect_rollout` plays one episode per sub-env with
-a KV cache, and each update epoch scores every episode with one forward pass. As SB3's ``PPO``
-overrides ``train`` on top of ``OnPolicyAlgorithm``, a subclass provides ``_prepare(batch)``
-(advantages and the like, under ``no_grad``) and ``_loss(batch, ...)`` (the loss of one
-micro-batch). ``TrainerBase`` itself holds the settings, the env and the ``learn`` loop; each
-other concern is a mixin in its own module: the update that calls those hooks
-(:class:`~agents.trainers.update.UpdateMixin`), ``predict``
-(:class:`~agents.trainers.predict.PredictMixin`), ``warm_start``
-(:class:`~agents.trainers.warm_start.WarmStartMixin`), and ``save``/``load`` with the rewind
-behind safe interrupts (:class:`~agents.trainers.persistence.PersistenceMixin`).
+whole sequences. As SB3 splits ``BaseAlgorithm`` from ``OnPolicyAlgorithm``, :class:`TrainerBase`
+holds what every trainer has (every attribute is declared in ``__init__``), and
+:class:`~agents.trainers.on_policy.OnPolicyTrainer` owns the loop (rollout, update, log). The other
+concerns are plain modules whose functions take the trainer, and the methods here are one-line
+delegations to them: ``save``/``load`` (:mod:`~agents.trainers.persistence`), ``warm_start``
+(:mod:`~agents.trainers.warm_start`); ``predict`` asks a :class:`~agents.trainers.predict.Predictor`
+the trainer holds.
 
 One timestep is one env step, i.e. one generated token, as in SB3.
 """
@@ -20,36 +17,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import uuid
 from collections import deque
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 
 from agents.modeling.loading import resolve_device
-from agents.trainers.callbacks import TokenProgressBar
+from agents.trainers import persistence, warm_start
 from agents.trainers.config import TrainerConfig, build_actor_critic
 from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
-from agents.trainers.interrupts import Stop, TrainingInterrupted, catch_signals
+from agents.trainers.interrupts import TrainingInterrupted
 from agents.trainers.loggers import make_logger
 from agents.trainers.periodic import PeriodicCheckpoints
-from agents.trainers.persistence import AUTO, PersistenceMixin
-from agents.trainers.predict import PredictMixin
-from agents.trainers.rollout import RolloutBatch, collect_rollout
-from agents.trainers.update import UpdateMixin
-from agents.trainers.warm_start import WarmStartMixin
-from text_gym.errors import check_positive_int
+from agents.trainers.persistence import AUTO
+from agents.trainers.predict import Predictor
+from agents.trainers.supervised import TeacherForcing
+
+if TYPE_CHECKING:
+    from agents.trainers.selection import ValidationSelection
 
 __all__ = ["AUTO", "PeriodicCheckpoints", "TrainerBase", "TrainerConfig", "TrainingInterrupted"]
 
+T = TypeVar("T", bound="TrainerBase")
 
-class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
+
+class TrainerBase:
     """The SB3-shaped shell of a sequence-level trainer; see the module docstring.
 
     Args:
@@ -91,8 +89,10 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         self.tensorboard_log, self.verbose, self.seed = tensorboard_log, verbose, seed
         self.accelerator = accelerator
         self.device = torch.device(accelerator.device) if accelerator is not None else resolve_device(device)
-        self._seed_everything()  # before the model is built: a model made from scratch draws its weights
+        # Seeded before the model is built: a model made from scratch draws its weights.
+        self._np_random, self._generator = self._seeded_generators()
         self.policy = build_actor_critic(policy, self.policy_kwargs, device=self.device)
+        self.group_size = 1  # consecutive envs reset with one seed, so they share a prompt (GRPO: its group_size)
         self.env_id: str | None = None
         self.env: gym.vector.VectorEnv | None = None
         self.layout: EnvLayout | None = None
@@ -101,13 +101,17 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         bf16 = self.config.bf16
         self.bf16 = bf16 if bf16 is not None else (self.device.type == "cuda" and torch.cuda.is_bf16_supported())
         self.autocast_dtype = torch.bfloat16 if self.bf16 else None
-        self._setup_optimizer()
+        self.optimizer, self._train_model = self._make_optimizer()
+        self._reference: torch.nn.Module | None = None  # the frozen KL reference (agents.trainers.reference)
+        self.predictor = Predictor(self.policy, self.config.temperature, None if seed is None else seed + self._rank)
+        self._warm_start_run: TeacherForcing | None = None  # set while a warm start is in progress
 
         self.num_timesteps = 0
         self._total_timesteps = 0
         self._n_updates = 0
         self.iteration = 0
         self._current_progress_remaining = 1.0
+        self._start_time, self._start_steps = 0.0, 0  # set by learn, for the logged fps
         self.ep_info_buffer: deque[float] = deque(maxlen=self.config.stats_window_size)
         self.ep_len_buffer: deque[int] = deque(maxlen=self.config.stats_window_size)
         self._logger: Logger | None = None
@@ -116,27 +120,28 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         self.history: list[dict[str, float]] = []  # one row per iteration: what was logged
         self.supervised_history: list[dict[str, float]] = []  # one row per warm-start step
 
-    def _seed_everything(self) -> None:
-        """Seed python, numpy and torch, and the trainer's own generators, with ``seed + rank``."""
+    def _seeded_generators(self) -> tuple[np.random.Generator, torch.Generator]:
+        """Seed python, numpy and torch with ``seed + rank``; return the trainer's own numpy and torch generators."""
         seed = None if self.seed is None else self.seed + self._rank
         if seed is not None:
             set_random_seed(seed)
-        self._np_random = np.random.default_rng(seed)
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(int(self._np_random.integers(2**31)))
+        np_random = np.random.default_rng(seed)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(np_random.integers(2**31)))
+        return np_random, generator
 
-    def _setup_optimizer(self) -> None:
-        """AdamW over the trainable weights; under ``accelerate``, the model and optimizer are wrapped."""
+    def _make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.nn.Module]:
+        """AdamW over the trainable weights, and the model to train; under ``accelerate``, both wrapped."""
         if not self.uses_critic:  # no gradient would reach the critic (and DDP rejects unused parameters)
             for module in (self.policy.value_head, self.policy.critic_trunk):
                 if module is not None:
                     module.requires_grad_(False)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
-        self._train_model: torch.nn.Module = self.policy
-        self._reference: torch.nn.Module | None = None
-        if self.accelerator is not None:
-            self._train_model, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
+        optimizer = torch.optim.AdamW(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
+        if self.accelerator is None:
+            return optimizer, self.policy
+        model, optimizer = self.accelerator.prepare(self.policy, optimizer)
+        return optimizer, model
 
     # ------------------------------------------------------------------ SB3 API
     def set_env(self, env: Any) -> None:
@@ -184,152 +189,146 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
         """
         self._logger, self._custom_logger = logger, True
 
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: Any = None,
-        log_interval: int = 1,
-        tb_log_name: str | None = None,
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-        checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
-        checkpoints: PeriodicCheckpoints | None = None,
-    ) -> TrainerBase:
-        """Alternate rollouts and updates until at least ``total_timesteps`` tokens have been generated.
+    # ------------------------------------------------------------------ save, load, predict, warm start
+    def save(self, path: str | os.PathLike[str], *, resumable: bool = True) -> Path:
+        """Write a checkpoint that resumes this run exactly; see :mod:`agents.trainers.checkpoint`.
 
-        A rollout is never cut short to meet the budget (its episodes would be incomplete), so
-        ``learn`` stops at the first iteration boundary at or after ``total_timesteps``: it
-        usually generates a little more, up to one rollout (``n_envs * max_new_tokens`` tokens).
-        ``num_timesteps`` counts what was generated; the progress bar stops at the budget.
+        The archive holds the model (``save_pretrained``), every setting, the optimizer's state,
+        every random state (torch, numpy, python, the trainer's and the envs'), the counters, the
+        KL controller, the frozen reference when there is one, and the logs' history. It is
+        written to exactly ``path`` (``.zip`` added only when ``path`` has no suffix),
+        atomically. A setting that cannot be stored (a custom reward function or learning-rate
+        schedule) is named in a warning, and :meth:`load` asks for it. Only the main process
+        writes under ``accelerate``. Stray temporaries of killed saves beside ``path`` are removed.
 
         Args:
-            total_timesteps: Generated tokens (env steps) to train for, at least.
-            callback: An SB3 callback, a list of them, or a function ``(locals, globals) -> bool``.
-            log_interval: Dump the logger every this many iterations.
-            tb_log_name: Unused (the TensorBoard folder is fixed by ``tensorboard_log``); SB3 signature.
-            reset_num_timesteps: Count from zero; False continues the count of a previous ``learn``.
-            progress_bar: Show a tqdm bar over tokens.
-            checkpoint_on_interrupt: On SIGINT or SIGTERM, where to save the last complete iteration
-                (``"auto"``: ``<ClassName>_interrupted.zip`` in the working folder; None: nowhere)
-                before raising :class:`~agents.trainers.interrupts.TrainingInterrupted`.
-            checkpoints: Save every few minutes between iterations (:class:`PeriodicCheckpoints`).
+            path: Where to write.
+            resumable: False writes the weights, settings, counters and logs only (about a third
+                of the size with AdamW): :meth:`load` reads it, and training from it goes on
+                with a fresh optimizer and random states, not exactly where it stopped.
 
         Returns:
-            self
+            The path written.
+        """
+        return persistence.save(self, path, resumable=resumable)
+
+    def save_or_rescue(self, path: str | os.PathLike[str], *, resumable: bool = True) -> Path:
+        """:meth:`save`, or to a printed fallback when that fails (:func:`agents.trainers.persistence.save_or_rescue`)."""
+        return persistence.save_or_rescue(self, path, resumable=resumable)
+
+    @classmethod
+    def load(
+        cls: type[T], path: str | os.PathLike[str], env: Any = None, device: str | torch.device = "auto", **kwargs: Any
+    ) -> T:
+        """Rebuild a trainer saved by :meth:`save`, ready to ``learn(..., reset_num_timesteps=False)``.
+
+        Args:
+            path: The checkpoint (``.zip`` added only when it has no suffix).
+            env: The env to train on; by default the saved env id with the saved env kwargs.
+            device: As in the constructor.
+            **kwargs: Override saved settings (config fields, ``env_kwargs``, ``verbose``...);
+                required for settings the checkpoint could not store.
 
         Raises:
-            ValueError: ``total_timesteps`` is not a positive int, or there is no env.
-            TrainingInterrupted: A signal stopped training; the message says how to resume.
+            FileNotFoundError: No checkpoint at ``path``.
+            CheckpointError: It was saved by another trainer class, is incomplete, damaged or
+                hostile (a stored env id with a ``module:`` part, settings out of range: see
+                :mod:`agents.trainers.checkpoint_checks`), lacks a setting that must be passed
+                again, or needs a tokenizer that is not available. The message names the member.
         """
-        del tb_log_name
-        if self.env is None:
-            raise ValueError("expected an env to learn on, got None: pass one to the constructor or call set_env(env).")
-        check_positive_int("total_timesteps", total_timesteps, "tokens to generate")
-        if reset_num_timesteps:
-            self.num_timesteps, self.iteration = 0, 0
-        total_timesteps = int(total_timesteps) + (0 if reset_num_timesteps else self.num_timesteps)
-        self._total_timesteps = total_timesteps
-        callback = self._init_callback(callback, progress_bar)
-        self._start_time, self._start_steps = time.perf_counter(), self.num_timesteps
-        callback.on_training_start(locals(), globals())
-        with catch_signals() as stop:
-            while not self._should_stop(total_timesteps, stop):
-                if not self._iterate(callback, stop, total_timesteps):
-                    break
-                if log_interval and self.iteration % log_interval == 0:
-                    self.logger.dump(step=self.num_timesteps)
-                if checkpoints is not None:
-                    checkpoints.maybe_save(self)
-            if stop.signum is not None:
-                self._interrupted(stop.signum, checkpoint_on_interrupt, total_timesteps)
-        callback.on_training_end()
-        return self
+        return persistence.load(cls, path, env, device, **kwargs)
 
-    def _iterate(self, callback: BaseCallback, stop: Stop, total_timesteps: int) -> bool:
-        """One rollout, then one update; False when a callback or a signal cut the rollout short.
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, Any]:
+        """Next token for one observation (a scalar action) or a batch of them (``(B,)``); SB3's signature.
 
-        A rollout cut short by a signal does not count: its steps and random draws are rewound,
-        so a checkpoint saved now resumes exactly where the last complete iteration ended.
+        The policy acts as :class:`~agents.baselines.SamplingLMAgent` does: a KV cache holds each
+        env's sequence, so a step of an episode runs one new token, not the whole observation.
+        Sampling is at the trainer's temperature, over the env's real tokens (and
+        ``action_masks`` when given, as in sb3-contrib's ``MaskablePPO``), from a generator
+        seeded by ``seed`` and apart from training's: calling ``predict`` never changes a
+        training run. The cache is dropped whenever the weights change (``learn``, ``train``,
+        ``warm_start``); after editing ``trainer.policy`` by hand, call
+        ``trainer._weights_changed()``.
+
+        Args:
+            observation: A TextGen observation, ``input_ids`` ``(S,)``, or a batch, ``(B, S)``.
+            state: Passed through (the policy is not recurrent).
+            episode_start: Unused: the cache compares token contents, so it sees resets itself.
+            deterministic: The most likely token instead of a sample.
+            action_masks: ``(V,)`` or ``(B, V)`` allowed tokens, or None.
+
+        Returns:
+            ``(action, state)``: an ``np.int64`` for one observation, ``(B,)`` for a batch.
         """
-        callback.on_rollout_start()
-        start = time.perf_counter()
-        before = self._snapshot()
-        batch = self._collect(callback, stop)
-        if batch is None:
-            if stop.signum is not None:
-                self._rewind(before)
-            return False
-        rollout_s = time.perf_counter() - start
-        self._record_episodes(batch)
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        self.iteration += 1
-        self._current_progress_remaining = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
-        start = time.perf_counter()
-        stats = self.train(batch)
-        self._log_iteration(batch, stats, rollout_s, time.perf_counter() - start)
-        return True
+        del episode_start
+        with self._autocast():
+            return self.predictor.predict(observation, state, deterministic, action_masks, self.layout)
 
-    # ------------------------------------------------------------------ rollouts
-    def _should_stop(self, total_timesteps: int, stop: Stop) -> bool:
-        """Whether to end ``learn`` before the next iteration; under ``accelerate`` every rank agrees.
-
-        Ranks count their own tokens, and episodes end at different lengths, so one rank can reach
-        ``total_timesteps`` an iteration before another; if it stopped alone, the others would wait
-        forever in the next gradient all-reduce. So all stop once any one is done (or signalled).
-        """
-        done = self.num_timesteps >= total_timesteps or stop.signum is not None
-        if self.accelerator is None:
-            return done
-        flags = self.accelerator.gather(torch.tensor([float(done)], device=self.device))
-        return bool(flags.max().item())
-
-    def _init_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
-        # As SB3's BaseAlgorithm._init_callback, with a bar that counts tokens.
-        if isinstance(callback, list):
-            callback = CallbackList(callback)
-        if not isinstance(callback, BaseCallback):
-            callback = ConvertCallback(callback)
-        if progress_bar and self._is_main:
-            callback = CallbackList([callback, TokenProgressBar()])
-        callback.init_callback(self)  # type: ignore[arg-type]
-        return callback
-
-    def _collect(self, callback: BaseCallback, stop: Stop | None = None) -> RolloutBatch | None:
-        def on_step(step_locals: dict[str, Any]) -> bool:
-            self.num_timesteps += int(step_locals["alive"].sum())
-            callback.update_locals(step_locals)
-            return bool(callback.on_step()) and (stop is None or stop.signum is None)
-
-        self.policy.eval()
-        return collect_rollout(
-            self.policy,
-            self.env,
-            self.layout,
-            seeds=self._reset_seeds(self.env.num_envs),
-            temperature=self.config.temperature,
-            generator=self._generator,
-            device=self.device,
-            autocast_dtype=self.autocast_dtype,
-            on_step=on_step,
-            with_values=self.uses_critic,
-            group_size=self._prompt_group,
+    def warm_start(
+        self,
+        total_tokens: int | None = None,
+        *,
+        max_seconds: float | None = None,
+        learning_rate: float = 5e-5,
+        batch_size: int = 8,
+        progress_bar: bool = False,
+        log_interval: int = 10,
+        checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
+        checkpoints: Any = None,
+        selection: ValidationSelection | None = None,
+    ) -> list[dict[str, float]]:
+        """Supervised warm start on the training env's references; see :func:`agents.trainers.warm_start.warm_start`."""
+        return warm_start.warm_start(
+            self,
+            total_tokens,
+            max_seconds=max_seconds,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+            log_interval=log_interval,
+            checkpoint_on_interrupt=checkpoint_on_interrupt,
+            checkpoints=checkpoints,
+            selection=selection,
         )
 
     @property
-    def _prompt_group(self) -> int:
-        """Consecutive envs that share a prompt (GRPO's group size), so its forward is shared."""
-        return 1
+    def warm_start_progress(self) -> int | None:
+        """Reference tokens done by the warm start in progress (saved, say, on Ctrl-C), or None when none is."""
+        return None if self._warm_start_run is None else self._warm_start_run.tokens
 
-    def _reset_seeds(self, num_envs: int) -> list[int]:
-        """Per-env reset seeds for the next rollout (GRPO repeats one per group)."""
-        return [int(s) for s in self._np_random.integers(2**31, size=num_envs)]
+    def _resume_warm_start(self, record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Rebuild the warm start in progress that a checkpoint stored (called by ``load``)."""
+        warm_start.resume(self, record, tensors)
 
+    def _weights_changed(self) -> None:
+        """The policy's weights just changed: drop what :meth:`predict` cached with the old ones."""
+        self.predictor.weights_changed()
+
+    # ------------------------------------------------------------------ hooks
+    def _extra_state(self) -> dict[str, Any]:
+        """Hook: JSON-able state a subclass keeps across iterations (SequencePPO's KL coefficient)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Hook: restore what :meth:`_extra_state` returned."""
+
+    @property
+    def _kl_penalized(self) -> bool:
+        """Hook: whether the loss penalises the KL to the reference policy (GRPO's ``beta``, PPO's ``kl_coef``)."""
+        return False
+
+    # ------------------------------------------------------------------ devices and settings
     @property
     def _vocab_limit(self) -> int:
         return self.layout.vocab_limit if self.layout is not None else 1 << 62
 
-    # ------------------------------------------------------------------ devices and logging
     @property
     def _rank(self) -> int:
         return self.accelerator.process_index if self.accelerator is not None else 0
@@ -343,27 +342,11 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _record_episodes(self, batch: RolloutBatch) -> None:
-        self.ep_info_buffer.extend(batch.returns.tolist())
-        self.ep_len_buffer.extend(batch.lengths.tolist())
+    def _lr(self, progress_remaining: float) -> float:
+        lr = self.config.learning_rate
+        return float(lr(progress_remaining)) if callable(lr) else float(lr)
 
-    def _log_iteration(self, batch: RolloutBatch, stats: dict[str, float], rollout_s: float, update_s: float) -> None:
-        elapsed = max(time.perf_counter() - self._start_time, 1e-9)
-        tokens = int(batch.lengths.sum())
-        row = {
-            "rollout/ep_rew_mean": float(np.mean(self.ep_info_buffer)),
-            "rollout/ep_len_mean": float(np.mean(self.ep_len_buffer)),
-            "rollout/batch_rew_mean": float(batch.returns.mean()),
-            "time/iterations": self.iteration,
-            "time/fps": int((self.num_timesteps - self._start_steps) / elapsed),
-            "time/tokens_per_s_iteration": tokens / max(rollout_s + update_s, 1e-9),
-            "time/rollout_s": rollout_s,
-            "time/update_s": update_s,
-            "time/time_elapsed": int(elapsed),
-            "time/total_timesteps": self.num_timesteps,
-            "train/n_updates": self._n_updates,
-            **{f"train/{key}": value for key, value in stats.items()},
-        }
-        for key, value in row.items():
-            self.logger.record(key, value)
-        self.history.append({key: float(value) for key, value in row.items()})
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.logger.record("train/learning_rate", lr)

@@ -32,10 +32,11 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.config import TrainerConfig
 from agents.trainers.envs import make_trainer_envs
 from agents.trainers.interrupts import Stop
 from agents.trainers.losses import clipped_surrogate, masked_mean
+from agents.trainers.on_policy import OnPolicyTrainer
 from agents.trainers.rollout import RolloutBatch, collect_rollout
 from text_gym.errors import check_choice, check_finite
 
@@ -123,8 +124,13 @@ def scst_advantages(
     return advantages.reshape(-1)
 
 
-class GRPO(TrainerBase):
+class GRPO(OnPolicyTrainer):
     """Group Relative Policy Optimization with SB3's API; see the module docstring.
+
+    It overrides what differs from the loop of :class:`~agents.trainers.on_policy.OnPolicyTrainer`:
+    the advantages (``_prepare``), the loss (``_loss``) and, with ``baseline="scst"``, a greedy
+    rollout after each sampled one (``collect_rollouts``). The groups are the rollout's
+    ``group_size`` consecutive episodes, reset with one seed.
 
     Args: as :class:`~agents.trainers.base.TrainerBase`; keyword arguments are the fields of
     :class:`GRPOConfig` (``learning_rate``, ``n_envs``, ``group_size``, ``beta``, ``n_epochs``,
@@ -135,8 +141,10 @@ class GRPO(TrainerBase):
     uses_critic: ClassVar[bool] = False
     config: GRPOConfig
 
-    _greedy_envs: gym.vector.VectorEnv | None = None  # SCST's envs, one per group, made on first use
-    _group_seeds: list[int] | None = None  # the reset seed of each group of the latest rollout
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._greedy_envs: gym.vector.VectorEnv | None = None  # SCST's envs, one per group, made on first use
+        super().__init__(*args, **kwargs)
+        self.group_size = self.config.group_size  # each rollout then records it (RolloutBatch.group_size)
 
     def set_env(self, env: Any) -> None:
         super().set_env(env)
@@ -149,21 +157,16 @@ class GRPO(TrainerBase):
             )
 
     @property
-    def _prompt_group(self) -> int:
-        return self.config.group_size
-
-    @property
     def _kl_penalized(self) -> bool:
         return self.config.beta > 0
 
-    def _reset_seeds(self, num_envs: int) -> list[int]:
-        # One seed per group, repeated: the group's envs then draw the same prompt.
-        seeds = super()._reset_seeds(num_envs // self.config.group_size)
-        self._group_seeds = seeds
-        return [seed for seed in seeds for _ in range(self.config.group_size)]
-
     def _prepare(self, batch: RolloutBatch) -> dict[str, float]:
-        g = self.config.group_size
+        g = batch.group_size
+        if g < 2:
+            raise ValueError(
+                f"expected a rollout in groups of replies to one prompt, got group_size={g}: "
+                "collect it with collect_rollouts(), or collect_rollout(..., group_size=...) and equal seeds per group."
+            )
         if batch.indices and all(i is not None for i in batch.indices):
             for start in range(0, len(batch), g):
                 if len(set(batch.indices[start : start + g])) != 1:
@@ -187,11 +190,11 @@ class GRPO(TrainerBase):
         stats["frac_groups_zero_std"] = (std < 1e-6).float().mean().item()
         return stats
 
-    def _collect(self, callback: BaseCallback, stop: Stop | None = None) -> RolloutBatch | None:
-        batch = super()._collect(callback, stop)
+    def collect_rollouts(self, callback: BaseCallback, stop: Stop | None = None) -> RolloutBatch | None:
+        batch = super().collect_rollouts(callback, stop)
         if batch is not None and self.config.baseline == "scst":
             greedy = self._greedy_returns(batch)  # (n_prompts,)
-            batch.extra["greedy_returns"] = greedy.repeat_interleave(self.config.group_size)  # (B,): per episode
+            batch.extra["greedy_returns"] = greedy.repeat_interleave(batch.group_size)  # (B,): per episode
         return batch
 
     def _greedy_returns(self, batch: RolloutBatch) -> torch.Tensor:
@@ -201,7 +204,7 @@ class GRPO(TrainerBase):
         seed): it draws no random number, so runs with and without a save in between agree, and
         its tokens are not training steps (``num_timesteps`` does not count them).
         """
-        g = self.config.group_size
+        g = batch.group_size
         if self._greedy_envs is None:
             sub_envs = getattr(self.env, "envs", None)  # a sync vector env: copy its first sub-env
             source = sub_envs[0] if sub_envs else self.env_id
@@ -218,7 +221,7 @@ class GRPO(TrainerBase):
             self.policy,
             self._greedy_envs,
             self.layout,
-            seeds=self._group_seeds,
+            seeds=batch.seeds[::g],
             temperature=self.config.temperature,
             deterministic=True,
             device=self.device,

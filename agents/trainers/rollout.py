@@ -60,6 +60,8 @@ class RolloutBatch:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # per-episode (B,) or per-token (B, T) data
     infos: list[dict[str, Any]] = field(default_factory=list)  # the env's final info per episode
     indices: list[int | None] = field(default_factory=list)  # the task sample of each episode
+    group_size: int = 1  # consecutive episodes that share a prompt (GRPO's groups); 1: no groups
+    seeds: list[int] = field(default_factory=list)  # the reset seed of each episode (equal within a group)
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -107,6 +109,8 @@ class RolloutBatch:
             extra={k: v[rows_t] if v.dim() == 1 else v[rows_t][:, :end] for k, v in self.extra.items()},
             infos=[self.infos[i] for i in rows_list] if self.infos else [],
             indices=[self.indices[i] for i in rows_list] if self.indices else [],
+            group_size=self.group_size,
+            seeds=[self.seeds[i] for i in rows_list] if self.seeds else [],
         )
 
 
@@ -149,8 +153,8 @@ def collect_rollout(
         on_step: Called after each ``envs.step`` with the step's locals (SB3's callback
             ``locals``); returning False aborts the rollout, which then returns None.
         with_values: Record the critic's ``V(s_t)`` (PPO needs them, GRPO does not).
-        group_size: When consecutive groups of this many envs drew the same prompt (GRPO), the
-            prompt is run once per group and its KV cache repeated for the group.
+        group_size: Consecutive envs that drew the same prompt (GRPO's groups): the prompt is run
+            once per group and its KV cache repeated for the group. The batch records it.
         reset_options: ``options`` for the vector env's reset (passed to every sub-env).
 
     Returns:
@@ -172,7 +176,9 @@ def collect_rollout(
         if not episodes.alive.any():
             break
         decoder.feed(action, t)
-    return episodes.batch(prompt_ids, prompt_mask, indices)
+    batch = episodes.batch(prompt_ids, prompt_mask, indices)
+    batch.group_size, batch.seeds = group_size, list(seeds or [])
+    return batch
 
 
 def _reset(

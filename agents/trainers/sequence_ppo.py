@@ -19,12 +19,13 @@ final score; the budget is part of the task, so no value is bootstrapped after i
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from agents.trainers.base import TrainerBase, TrainerConfig
+from agents.trainers.config import TrainerConfig
 from agents.trainers.losses import clipped_surrogate, masked_mean
+from agents.trainers.on_policy import OnPolicyTrainer
 from agents.trainers.rollout import RolloutBatch
 from text_gym.errors import check_finite, check_positive_int
 
@@ -134,7 +135,7 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
-class SequencePPO(TrainerBase):
+class SequencePPO(OnPolicyTrainer):
     """PPO over whole replies with a value head and a per-token KL penalty; see the module docstring.
 
     Args: as :class:`~agents.trainers.base.TrainerBase`; keyword arguments are the fields of
@@ -146,7 +147,7 @@ class SequencePPO(TrainerBase):
     uses_critic: ClassVar[bool] = True
     config: SequencePPOConfig
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
         self.kl_controller = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)

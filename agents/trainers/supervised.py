@@ -12,7 +12,7 @@ The replies are exactly what the env would accept: the prompt is the env's own e
 template included), the reply is a reference tokenized without special tokens and cut to the
 env's ``max_new_tokens``, ending with end-of-sequence when it fits. The loss is the mean negative
 log-likelihood of the reply tokens under the same tempered, vocabulary-limited policy that RL
-samples from (:func:`agents.trainers.scoring.score_tokens`). :class:`~agents.trainers.warm_start.WarmStartMixin`
+samples from (:func:`agents.trainers.scoring.score_tokens`). :func:`~agents.trainers.warm_start.warm_start`
 gives the trainers their ``warm_start`` method.
 """
 
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.trainers.checkpoint import optimizer_to_tensors, tensors_to_optimizer
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
+from agents.trainers.trainer_state import optimizer_to_tensors, tensors_to_optimizer
 from text_gym.errors import check_positive_int
 
 __all__ = ["TeacherForcing", "reference_batch", "teacher_forcing"]

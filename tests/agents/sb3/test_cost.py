@@ -28,6 +28,9 @@ def test_one_epoch_does_not_warn(make_env):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExpensiveUpdateWarning)
         model.learn(32)
+    # Not a deaf counter: the last update evaluated its 16 steps (8 per env) exactly once, in minibatches of 8.
+    cost = model.policy.update_cost
+    assert (cost.rollout, cost.evaluated, cost.minibatch, cost.warned) == (16, 16, 8, False)
 
 
 def test_update_cost_counts_passes_per_rollout():

@@ -77,8 +77,9 @@ def test_logged_group_statistics_and_kl_match_the_rollouts():
     assert model.history[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-7)
     assert model.history[-1]["train/kl_ref"] > 1e-6
     assert model._reference is not None  # full fine-tuning: a frozen copy
-    seeds = model._reset_seeds(8)
-    assert seeds[:4] == [seeds[0]] * 4 and seeds[4:] == [seeds[4]] * 4
+    for batch in rollouts.batches:  # the group is data: the rollout records its layout and one seed per group
+        assert batch.group_size == 4 and len(set(batch.seeds)) == 2
+        assert batch.seeds[:4] == [batch.seeds[0]] * 4 and batch.seeds[4:] == [batch.seeds[4]] * 4
 
 
 def test_lora_reference_needs_no_copy():

@@ -25,7 +25,7 @@ GRPO_RETURNS = [1.0, 0.0, 0.5, 2.5]  # paid on each reply's last token
 REF_LOG_RATIOS = [0.1, -0.2, 0.3]  # log pi_ref - log pi, per column, for the KL penalty
 
 
-def make_batch(ratios, rewards, trainer, values=None) -> RolloutBatch:
+def make_batch(ratios, rewards, trainer, values=None, group_size=1) -> RolloutBatch:
     """Replies of known length whose rollout log-probs give ``ratios`` under ``trainer``'s model now."""
     mask = torch.tensor([[r is not None for r in row] for row in ratios], dtype=torch.long)
     b, t = mask.shape
@@ -38,6 +38,7 @@ def make_batch(ratios, rewards, trainer, values=None) -> RolloutBatch:
         logprobs=torch.zeros(b, t),
         rewards=torch.tensor(rewards, dtype=torch.float32),
         values=None if values is None else torch.tensor(values),
+        group_size=group_size,
     )
     with torch.no_grad():
         now, _, _ = trainer._score(batch)  # (B, T)
@@ -66,7 +67,7 @@ def test_grpo_loss_matches_a_hand_computation(loss_type, scale_rewards, beta):
     rewards = [[0.0] * 3 for _ in GRPO_RATIOS]
     for row, ratios, ret in zip(rewards, GRPO_RATIOS, GRPO_RETURNS, strict=True):
         row[sum(r is not None for r in ratios) - 1] = ret
-    batch = make_batch(GRPO_RATIOS, rewards, model)
+    batch = make_batch(GRPO_RATIOS, rewards, model, group_size=2)
     with torch.no_grad():
         model._prepare(batch)
     if beta:  # the reference scored what the policy scores now; move it by known amounts
@@ -145,3 +146,44 @@ def test_clip_fraction_counts_both_bounds():
     _, asymmetric = clipped_surrogate(new, old, torch.ones(1, 1), torch.ones(1, 4), 0.2, 0.3)
     assert symmetric["clip_fraction"] == 0.75  # 0.7, 1.25, 1.35 are outside [0.8, 1.2]
     assert asymmetric["clip_fraction"] == 0.5  # 0.7 and 1.35 are outside [0.8, 1.3]
+
+
+@pytest.mark.parametrize("normalize_advantage", [False, True])
+def test_sequence_ppo_advantages_match_a_hand_computation(normalize_advantage):
+    """The per-token KL shaping, GAE with gamma and lambda below 1, the whitening and the adaptive coefficient."""
+    beta, gamma, lam = 0.1, 0.9, 0.8
+    model = SequencePPO(
+        "tiny", env(), n_envs=2, kl_coef=beta, kl_target=0.5, kl_horizon=100, gamma=gamma, gae_lambda=lam,
+        normalize_advantage=normalize_advantage, seed=0, verbose=0,
+    )  # fmt: skip
+    ratios = [[1.0, 1.0, 1.0], [1.0, 1.0, None]]
+    rewards = [[0.0, 0.0, 1.0], [0.0, 0.5, 0.0]]
+    values = [[0.5, -0.3, 0.1], [0.2, 0.4, 0.0]]
+    log_ratios = [[0.2, -0.1, 0.3], [0.4, 0.0, 0.0]]  # log pi_old - log pi_ref, per reply token
+    batch = make_batch(ratios, rewards, model, values=values)
+    model._reference_logprobs = lambda b: (b.logprobs - torch.tensor(log_ratios)) * b.response_mask
+    with torch.no_grad():
+        stats = model._prepare(batch)
+
+    advantages, returns = [], []
+    for row, rew, val, kl in zip(ratios, rewards, values, log_ratios, strict=True):
+        n = sum(r is not None for r in row)
+        shaped = [rew[t] - beta * kl[t] for t in range(n)]
+        running, adv = 0.0, [0.0] * n
+        for t in reversed(range(n)):
+            next_value = val[t + 1] if t + 1 < n else 0.0  # no bootstrap past the reply's end
+            running = shaped[t] + gamma * next_value - val[t] + gamma * lam * running
+            adv[t] = running
+        advantages += adv
+        returns += [a + v for a, v in zip(adv, val[:n], strict=False)]
+    if normalize_advantage:
+        mean = statistics.fmean(advantages)
+        std = math.sqrt(statistics.pvariance(advantages) + 1e-8)
+        advantages = [(a - mean) / std for a in advantages]
+    mask = batch.response_mask.bool()
+    assert batch.extra["advantages"][mask].tolist() == pytest.approx(advantages, rel=1e-5, abs=1e-6)
+    assert batch.extra["returns"][mask].tolist() == pytest.approx(returns, rel=1e-5, abs=1e-6)
+    episode_kl = (sum(log_ratios[0]) + sum(log_ratios[1][:2])) / 2
+    assert stats == pytest.approx({"kl_ref": episode_kl, "kl_coef": beta})
+    error = min(max(episode_kl / 0.5 - 1, -0.2), 0.2)  # Ziegler et al.'s proportional controller
+    assert model.kl_controller.value == pytest.approx(beta * (1 + error * 2 / 100))

@@ -36,7 +36,7 @@ def test_greedy_predict_is_the_argmax_of_a_full_forward_at_every_step():
         assert np.ndim(action) == 0 and state is None  # one observation in, one token out, as in SB3
         assert int(action) == int(full_forward_logits(trainer, obs).argmax()), f"step {step}"
         obs, *_ = env.step(letter if action == eos else action)  # keep the episode going
-    assert trainer._agent.kv_cache.stats["next"] == 5  # after the first step, one new token per call
+    assert trainer.predictor.agent.kv_cache.stats["next"] == 5  # after the first step, one new token per call
 
 
 def test_batched_predict_matches_row_by_row_and_respects_action_masks():
@@ -68,11 +68,12 @@ def test_sampling_is_reproducible_and_leaves_training_randomness_alone():
 def test_training_drops_the_predict_cache():
     trainer, env = make_grpo(), copy_env()
     obs, _ = env.reset(seed=1)
-    before = trainer._agent.next_token_logits({k: v[None] for k, v in obs.items()})[0]
+    before = trainer.predictor.agent.next_token_logits({k: v[None] for k, v in obs.items()})[0]
     trainer.predict(obs, deterministic=True)
     trainer.learn(64)
-    assert trainer._agent.kv_cache.num_slots == 0  # its keys and values came from the old weights
-    after = trainer._agent.next_token_logits({k: v[None] for k, v in obs.items()})[0, : trainer.layout.vocab_limit]
+    assert trainer.predictor.agent.kv_cache.num_slots == 0  # its keys and values came from the old weights
+    agent = trainer.predictor.agent
+    after = agent.next_token_logits({k: v[None] for k, v in obs.items()})[0, : trainer.layout.vocab_limit]
     torch.testing.assert_close(after, full_forward_logits(trainer, obs), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(before[: trainer.layout.vocab_limit], after, atol=1e-3)
     assert trainer.predict(obs, deterministic=True)[0] == int(full_forward_logits(trainer, obs).argmax())
