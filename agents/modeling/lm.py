@@ -206,7 +206,9 @@ class LMActorCritic(nn.Module):
         positions you need: computing logits only where they are used saves the ``(T, V)``
         projection (the largest matrix of a small LM).
         """
-        input_ids, attention_mask = input_ids.long(), attention_mask.long()
+        input_ids = input_ids.long()
+        if attention_mask.dim() == 2:  # a 4D mask (packed episodes, agents.modeling.packing) goes as it is
+            attention_mask = attention_mask.long()
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, input_ids.shape[1])
         actor_past, critic_past = cache if self.critic_trunk is not None and cache else (cache, None)
