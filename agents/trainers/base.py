@@ -33,6 +33,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 
 from agents.modeling.loading import resolve_device
+from agents.modeling.prepare import adamw
 from agents.trainers.callbacks import TokenProgressBar
 from agents.trainers.config import TrainerConfig, build_actor_critic
 from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
@@ -132,7 +133,7 @@ class TrainerBase(UpdateMixin, PredictMixin, WarmStartMixin, PersistenceMixin):
                 if module is not None:
                     module.requires_grad_(False)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
+        self.optimizer = adamw(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
         self._train_model: torch.nn.Module = self.policy
         self._reference: torch.nn.Module | None = None
         if self.accelerator is not None:

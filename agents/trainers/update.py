@@ -113,6 +113,7 @@ class UpdateMixin:
                 vocab_limit=self._vocab_limit,
                 with_values=with_values,
                 group_size=self._prompt_group if self.accelerator is None else 1,
+                pack=self.accelerator is None,
             )
 
     @property

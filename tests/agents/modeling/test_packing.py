@@ -14,10 +14,19 @@ from agents.trainers.scoring import score_tokens
 def batch_of(rows: list[tuple[list[int], list[int]]], prompt_width: int = 6, reply_width: int = 5) -> RolloutBatch:
     """Left-padded prompts and right-padded replies (pad id 0) from ``(prompt, reply)`` token lists."""
     b = len(rows)
-    prompt_ids, prompt_mask = torch.zeros(b, prompt_width, dtype=torch.long), torch.zeros(b, prompt_width, dtype=torch.long)
-    response_ids, response_mask = torch.zeros(b, reply_width, dtype=torch.long), torch.zeros(b, reply_width, dtype=torch.long)
+    prompt_ids, prompt_mask = (
+        torch.zeros(b, prompt_width, dtype=torch.long),
+        torch.zeros(b, prompt_width, dtype=torch.long),
+    )
+    response_ids, response_mask = (
+        torch.zeros(b, reply_width, dtype=torch.long),
+        torch.zeros(b, reply_width, dtype=torch.long),
+    )
     for r, (prompt, reply) in enumerate(rows):
-        prompt_ids[r, prompt_width - len(prompt) :], prompt_mask[r, prompt_width - len(prompt) :] = torch.tensor(prompt), 1
+        prompt_ids[r, prompt_width - len(prompt) :], prompt_mask[r, prompt_width - len(prompt) :] = (
+            torch.tensor(prompt),
+            1,
+        )
         if reply:
             response_ids[r, : len(reply)], response_mask[r, : len(reply)] = torch.tensor(reply), 1
     zeros = torch.zeros(b, reply_width)
