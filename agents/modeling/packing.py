@@ -7,8 +7,8 @@ replies of 5 to 30, more than half of the warm start's columns. GRPO adds a seco
 
 :func:`pack_episodes` lays out only the real tokens, as a tree per group: the group's prompt
 once, then each reply (without its last token, which predicts nothing), every reply attending to
-the prompt and to itself only, through a ``(R, 1, L, L)`` attention mask. Groups are concatenated
-into rows of at most about ``row_tokens`` tokens (so attention, quadratic in a row's length,
+the prompt and to itself only, through a ``(R, 1, L, L)`` attention mask. Groups are spread over
+balanced rows of about ``row_tokens`` tokens at most (so attention, quadratic in a row's length,
 stays small next to the matmuls), and positions restart at 0 for each prompt, so a causal LM gives
 every real position the hidden state it has in the padded layout. ``PackedEpisodes.index`` says
 where the state that predicts each reply token sits. The padded path
@@ -73,8 +73,8 @@ def pack_episodes(
         response_mask: ``(B, T)``, 1 on each reply's first tokens.
         group_size: Consecutive rows with the same prompt, run once (1: every row has its own).
             The caller checks that they are the same (``scoring.shared_prompt_groups``).
-        row_tokens: A row takes groups until the next one would make it longer than this (a
-            longer group gets a row of its own).
+        row_tokens: About the longest row: the groups go into ``ceil(total / row_tokens)`` rows of
+            about equal length.
 
     Returns:
         The :class:`PackedEpisodes`.
@@ -147,13 +147,17 @@ def tree_attention_mask(unit_ids: torch.Tensor, branch_ids: torch.Tensor) -> tor
 
 
 def _fill_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
-    """Consecutive units into rows of at most ``row_tokens`` tokens (a longer unit alone)."""
-    rows: list[list[int]] = [[]]
-    used = 0
-    for unit, n in enumerate(lengths):
-        if rows[-1] and used + n > row_tokens:
-            rows.append([])
-            used = 0
-        rows[-1].append(unit)
-        used += n
-    return rows
+    """Units into rows of about equal length, as few as ``row_tokens`` allows.
+
+    Rows are padded to the longest, so they are balanced: the longest unit first, each into the
+    shortest row so far (three GRPO groups in one 512-token row and one in the next made the
+    scoring 10% slower than one row).
+    """
+    count = max(-(-sum(lengths) // row_tokens), 1)
+    rows: list[list[int]] = [[] for _ in range(count)]
+    used = [0] * count
+    for unit in sorted(range(len(lengths)), key=lambda u: -lengths[u]):
+        row = min(range(count), key=used.__getitem__)
+        rows[row].append(unit)
+        used[row] += lengths[unit]
+    return [sorted(row) for row in rows if row]
