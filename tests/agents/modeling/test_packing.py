@@ -112,3 +112,16 @@ def test_can_pack_needs_a_prompt_and_replies_that_start_at_column_0():
     assert can_pack(batch.prompt_mask, batch.response_mask)
     assert not can_pack(torch.zeros_like(batch.prompt_mask), batch.response_mask)
     assert not can_pack(batch.prompt_mask, batch.response_mask.flip(1))
+
+
+@pytest.mark.cuda
+def test_packed_scoring_under_bf16_autocast_on_cuda():
+    model = LMActorCritic("tiny", device="cuda", dtype=torch.float32)
+    batch = batch_of(GROUPED)
+    for name in ("prompt_ids", "prompt_mask", "response_ids", "response_mask"):
+        setattr(batch, name, getattr(batch, name).cuda())
+    real = batch.response_mask.bool()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        packed = score_tokens(model, batch, vocab_limit=50, group_size=3)[0]
+        plain = score_tokens(model, batch, vocab_limit=50, group_size=3, pack=False)[0]
+    torch.testing.assert_close(packed[real], plain[real], atol=2e-2, rtol=2e-2)
