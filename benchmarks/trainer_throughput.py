@@ -35,9 +35,9 @@ import text_gym  # noqa: F401  (registers the environments)
 from benchmarks.common import check_positive_ints, markdown_table, parse_args, sb3_ppo, set_threads, write_report
 from benchmarks.trl_baselines import time_trl_grpo, time_trl_sft
 
-# The warm start trains 512 reply tokens in batches of 8 pairs (about 8 steps on TextGen-v0), as
-# TRL's SFTTrainer does in 8 steps after its warm-up step.
-WARM_START_BATCH, WARM_START_TOKENS, SFT_STEPS = 8, 512, 8
+# The warm start and TRL's SFTTrainer each train one warm-up step, then 8 measured steps, of 8
+# pairs each: the same 72 pairs, in the same order.
+WARM_START_BATCH, SFT_STEPS = 8, 8
 
 
 @dataclass
@@ -114,16 +114,30 @@ def profile_iteration(trainer: Any, rows: int = 15) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
 
 
-def time_warm_start(args: Args, total_tokens: int = WARM_START_TOKENS) -> dict[str, Any]:
-    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on."""
-    from agents.trainers.grpo import GRPO
+def time_warm_start(args: Args) -> dict[str, Any]:
+    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on.
 
-    trainer = GRPO(args.model, args.env_id, env_kwargs=env_kwargs(args), n_envs=args.n_envs, verbose=0, seed=0)
-    trainer.warm_start(64, batch_size=WARM_START_BATCH)  # warm-up step
+    The pairs are TRL's (:func:`benchmarks.trl_baselines.sft_pairs` with the same seed draws them
+    in the warm start's order), one warm-up step, then ``SFT_STEPS`` measured steps, as TRL's.
+    """
+    import gymnasium as gym
+
+    from agents.modeling.lm import LMActorCritic
+    from agents.modeling.prepare import autocast, autocast_dtype
+    from agents.trainers.supervised import TeacherForcing
+
+    env = gym.make(args.env_id, **env_kwargs(args)).unwrapped
+    policy = LMActorCritic(args.model)
+    run = TeacherForcing(policy, total_tokens=1 << 40, batch_size=WARM_START_BATCH, seed=0)  # steps counted here
+    fit = {"temperature": 1.0, "max_grad_norm": 1.0, "device": policy.device}
+    fit["autocast"] = lambda: autocast(policy.device, autocast_dtype(policy.device))
+    run.step(policy, env, **fit)  # warm-up step
+    first = run.tokens
     start, start_cpu = time.perf_counter(), time.process_time()
-    rows = trainer.warm_start(total_tokens, batch_size=WARM_START_BATCH)
+    for _ in range(SFT_STEPS):
+        run.step(policy, env, **fit)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"tokens": int(rows[-1]["supervised/tokens"]), "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
+    return {"tokens": run.tokens - first, "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
 
 
 def time_sb3_ppo(args: Args) -> dict[str, Any]:

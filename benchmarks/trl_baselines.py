@@ -6,10 +6,11 @@
   also scores every completion under a frozen reference model, the KL penalty that SequencePPO's
   ``kl_coef`` pays: TRL 1.x has no ``PPOTrainer`` any more, so this is the nearest PPO-like
   trainer in TRL (SequencePPO also runs a value head, which this does not).
-- :func:`time_trl_sft`: ``SFTTrainer`` on the warm start's own pairs (the env's prompt encoding,
-  a reference cut to the reply budget, end-of-sequence when it fits), tokenized once, loss on the
-  reply tokens only, ``per_device_train_batch_size`` as the warm start's batch; tokens are the
-  reply tokens of the batches it trained on.
+- :func:`time_trl_sft`: ``SFTTrainer`` on the warm start's own pairs, in its order (the env's
+  prompt encoding, a reference cut to the reply budget, end-of-sequence when it fits), tokenized
+  once, loss on the reply tokens only, ``per_device_train_batch_size`` as the warm start's batch,
+  its padding and full logits as a user gets them by default; tokens are the reply tokens of the
+  batches it trained on.
 
 Each returns ``tokens``, ``seconds`` and ``cpu seconds`` from the end of its first (warm-up)
 optimizer step to the end of its last, or None when ``trl`` is not installed
@@ -121,7 +122,12 @@ def time_trl_grpo(
 
 
 def sft_pairs(env: Any, n: int, seed: int = 0) -> list[dict[str, list[int]]]:
-    """``n`` warm-start pairs of ``env`` as TRL token lists: ``input_ids`` and ``labels`` (-100 on the prompt)."""
+    """``n`` warm-start pairs of ``env`` as TRL token lists: ``input_ids`` and ``labels`` (-100 on the prompt).
+
+    The first ``n`` pairs that ``TeacherForcing(..., seed=seed)`` trains on, in its order (its
+    random generator draws the sample order, then each sample's reference, as here), when ``n``
+    is at most the task's size.
+    """
     from agents.trainers.supervised import reference_batch
 
     rng = np.random.default_rng(seed)
@@ -160,6 +166,7 @@ def time_trl_sft(
             per_device_train_batch_size=batch_size,
             learning_rate=learning_rate,
             max_length=None,
+            train_sampling_strategy="sequential",  # the pairs in the warm start's order
             **_common_config(steps + 1, out),
         )
         lm = load_model(model)
