@@ -18,11 +18,20 @@ where the state that predicts each reply token sits. The padded path
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_ROW_TOKENS", "PackedEpisodes", "can_pack", "pack_episodes", "tree_attention_mask"]
+__all__ = [
+    "DEFAULT_ROW_TOKENS",
+    "PackedEpisodes",
+    "can_pack",
+    "pack_episodes",
+    "packed_hidden_states",
+    "tree_attention_mask",
+]
 
 # Rows of about 512 tokens: the attention scores of a row (L x L per head) stay a few MB, and a
 # 512-row matmul runs at full speed on a CPU.
@@ -47,13 +56,48 @@ class PackedEpisodes:
     index: torch.Tensor
 
 
-def can_pack(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> bool:
-    """Whether every prompt has a real token and every reply's real tokens come first (the env's layout)."""
-    if not bool(prompt_mask.bool().any(1).all()):
+def can_pack(model: Any, batch: Any) -> bool:
+    """Whether ``batch`` (prompt and response ids and masks) can be packed for ``model``.
+
+    The model's attention must take a boolean 4D mask (transformers' ``sdpa``), every prompt
+    must have a real token and every reply's real tokens must come first (the env's layout).
+    """
+    config = getattr(getattr(model, "lm", model), "config", None)
+    if getattr(config, "_attn_implementation", None) != "sdpa":
         return False
-    lengths = response_mask.long().sum(1, keepdim=True)  # (B, 1)
-    expected = torch.arange(response_mask.shape[1], device=response_mask.device)[None] < lengths
-    return bool((response_mask.bool() == expected).all())
+    if not bool(batch.prompt_mask.bool().any(1).all()):
+        return False
+    mask = batch.response_mask
+    expected = torch.arange(mask.shape[1], device=mask.device)[None] < mask.long().sum(1, keepdim=True)
+    return bool((mask.bool() == expected).all())
+
+
+def packed_hidden_states(
+    run: Callable[..., tuple[torch.Tensor, torch.Tensor | None, Any]],
+    model: Any,
+    batch: Any,
+    group_size: int = 1,
+    row_tokens: int = DEFAULT_ROW_TOKENS,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The hidden state ``(B, T, H)`` (and value ``(B, T)`` or None) that predicts each reply token of ``batch``.
+
+    Args:
+        run: ``run(model, keep, input_ids=..., attention_mask=..., position_ids=...)`` returns the
+            last ``keep`` hidden states ``(R, keep, H)``, values ``(R, keep)`` or None, and a cache
+            (``agents.trainers.scoring`` passes its trunk runner).
+        model: The actor-critic or a transformers causal LM.
+        batch: Prompt and response ids and masks (``agents.trainers.rollout.RolloutBatch``).
+        group_size: As in :func:`pack_episodes`.
+        row_tokens: As in :func:`pack_episodes`.
+    """
+    packed = pack_episodes(
+        batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, group_size, row_tokens
+    )
+    width = packed.input_ids.shape[1]
+    inputs = {"attention_mask": packed.attention_mask, "position_ids": packed.position_ids}
+    hidden, values, _ = run(model, width, input_ids=packed.input_ids, **inputs)  # (R, L, H), (R, L)
+    hidden = hidden.reshape(-1, hidden.shape[-1])[packed.index]  # (B, T, H)
+    return hidden, (values.reshape(-1)[packed.index] if values is not None else None)
 
 
 def pack_episodes(
@@ -68,7 +112,7 @@ def pack_episodes(
 
     Args:
         prompt_ids: ``(B, Lp)`` left-padded prompts.
-        prompt_mask: ``(B, Lp)``; every row has a real token (see :func:`can_pack`).
+        prompt_mask: ``(B, Lp)``; every row has a real token.
         response_ids: ``(B, T)`` right-padded replies.
         response_mask: ``(B, T)``, 1 on each reply's first tokens.
         group_size: Consecutive rows with the same prompt, run once (1: every row has its own).

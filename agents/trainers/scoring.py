@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from agents.modeling.logprobs import DEFAULT_CHUNK, logprobs_from_logits, token_logprobs
-from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, pack_episodes
+from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, packed_hidden_states
 from agents.modeling.tokens import positions_from_mask
 
 __all__ = [
@@ -154,8 +154,8 @@ def score_tokens(
     t = batch.response_ids.shape[1]
     hidden, values = None, None
     shared = shared_prompt_groups(batch.prompt_ids, batch.prompt_mask, group_size)
-    if pack and _attention(model) == "sdpa" and can_pack(batch.prompt_mask, batch.response_mask):
-        hidden, values = _score_packed(model, batch, group_size if shared else 1, row_tokens)
+    if pack and can_pack(model, batch):
+        hidden, values = packed_hidden_states(_hidden_states, model, batch, group_size if shared else 1, row_tokens)
     elif t > 1 and shared:
         hidden, values = _score_shared_prompts(model, batch, group_size)
     if hidden is None:
@@ -190,30 +190,6 @@ def _hidden_states(model: ActorCritic, keep: int, **inputs: Any) -> tuple[torch.
         return out.last_hidden_state[:, -keep:], None, getattr(out, "cache", None)
     out = model(**inputs, logits_to_keep=keep, compute_logits=False)
     return out.hidden, critic_values(out), getattr(out, "cache", None)
-
-
-def _attention(model: Any) -> str | None:
-    """The attention implementation of ``model``'s LM (``"sdpa"`` takes a boolean 4D mask), None when unknown."""
-    config = getattr(getattr(model, "lm", model), "config", None)
-    return getattr(config, "_attn_implementation", None)
-
-
-def _score_packed(
-    model: ActorCritic, batch: Episodes, group_size: int, row_tokens: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the packed real tokens (:func:`agents.modeling.packing.pack_episodes`): hidden ``(B, T, H)``, values ``(B, T)``."""
-    packed = pack_episodes(
-        batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, group_size, row_tokens
-    )
-    hidden, values, _ = _hidden_states(
-        model,
-        packed.input_ids.shape[1],
-        input_ids=packed.input_ids,
-        attention_mask=packed.attention_mask,
-        position_ids=packed.position_ids,
-    )  # (R, L, H), (R, L)
-    hidden = hidden.reshape(-1, hidden.shape[-1])[packed.index]  # (B, T, H)
-    return hidden, (values.reshape(-1)[packed.index] if values is not None else None)
 
 
 def _output_head(model: Any) -> Any:

@@ -107,11 +107,16 @@ def test_pack_episodes_drops_padding_and_shares_each_prompt():
     assert not mask[8:, :8].any()  # the second group (from column 8) sees nothing of the first
 
 
-def test_can_pack_needs_a_prompt_and_replies_that_start_at_column_0():
+def test_can_pack_needs_sdpa_a_prompt_and_replies_that_start_at_column_0():
+    model = LMActorCritic("tiny", device="cpu", dtype=torch.float32)
     batch = batch_of(MIXED)
-    assert can_pack(batch.prompt_mask, batch.response_mask)
-    assert not can_pack(torch.zeros_like(batch.prompt_mask), batch.response_mask)
-    assert not can_pack(batch.prompt_mask, batch.response_mask.flip(1))
+    assert can_pack(model, batch) and can_pack(model.make_reference(), batch)
+    empty_prompt = batch_of(MIXED)
+    empty_prompt.prompt_mask = torch.zeros_like(batch.prompt_mask)
+    late_reply = batch_of(MIXED)
+    late_reply.response_mask = batch.response_mask.flip(1)
+    assert not can_pack(model, empty_prompt) and not can_pack(model, late_reply)
+    assert not can_pack(torch.nn.Linear(2, 2), batch)  # no sdpa attention to take the 4D mask
 
 
 @pytest.mark.cuda
