@@ -5,15 +5,17 @@
 
 Every trainer runs in this one process, one after another, on the same model, env, reward, batch
 and token budget, and the table reports each as a ratio to stock SB3 PPO with ``agents.sb3.policy.LMPolicy``
-(and to TRL's ``GRPOTrainer`` when ``trl`` is installed), so the figures survive a noisy machine:
+and to the TRL trainer that does the same work (:data:`TRL_BASELINE`, when ``trl`` is installed:
+``pip install 'text_gym[trl]'``), so the figures survive a noisy machine:
 
 - ``GRPO`` and ``SequencePPO`` (this package): one iteration is one rollout of ``n_envs`` episodes
   through the vector env with a KV cache, then one update epoch (one forward per episode).
 - ``SB3 PPO + LMPolicy``: ``n_steps = max_new_tokens`` steps of ``n_envs`` envs, then one epoch
   in one minibatch (each step is its own sample; the README's recipe).
-- ``TRL GRPOTrainer``: ``per_device_train_batch_size = n_envs``, ``num_generations = group_size``,
-  ``max_completion_length = max_new_tokens``, the env's reward as a reward function; tokens are
-  counted from the completions it scores.
+- ``warm start``: teacher forcing on the env's references (reply tokens trained, packed without
+  padding, LM head on the reply positions only).
+- TRL's ``GRPOTrainer`` (with ``beta=0.05`` for SequencePPO's KL) and ``SFTTrainer``: see
+  :mod:`benchmarks.trl_baselines`.
 
 Tokens are the ones actually generated (replies stop early at end-of-sequence), divided by the
 wall-clock time of whole iterations after one warm-up iteration (none for SB3: it is slow). The
@@ -23,16 +25,19 @@ far less than wall-clock time (with ``--threads 1``, CPU time is the time the tr
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 import text_gym  # noqa: F401  (registers the environments)
 from benchmarks.common import check_positive_ints, markdown_table, parse_args, sb3_ppo, set_threads, write_report
+from benchmarks.trl_baselines import time_trl_grpo, time_trl_sft
+
+# The warm start and TRL's SFTTrainer each train one warm-up step, then 8 measured steps, of 8
+# pairs each: the same 72 pairs, in the same order.
+WARM_START_BATCH, SFT_STEPS = 8, 8
 
 
 @dataclass
@@ -46,7 +51,8 @@ class Args:
     max_new_tokens: int = field(default=32, metadata={"help": "reply budget"})
     iterations: int = field(default=2, metadata={"help": "measured iterations per trainer (after a warm-up)"})
     trainers: list = field(
-        default_factory=lambda: ["grpo", "ppo", "sb3-ppo", "trl-grpo", "warm-start"], metadata={"help": "which to run"}
+        default_factory=lambda: ["grpo", "trl-grpo", "ppo", "trl-grpo-kl", "sb3-ppo", "warm-start", "trl-sft"],
+        metadata={"help": "which to run"},
     )
     profile: bool = field(default=True, metadata={"help": "profile one more GRPO iteration (torch.profiler)"})
     threads: int = field(
@@ -108,16 +114,30 @@ def profile_iteration(trainer: Any, rows: int = 15) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
 
 
-def time_warm_start(args: Args, total_tokens: int = 512) -> dict[str, Any]:
-    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on."""
-    from agents.trainers.grpo import GRPO
+def time_warm_start(args: Args) -> dict[str, Any]:
+    """Time the supervised warm start (teacher forcing); tokens are the reply tokens trained on.
 
-    trainer = GRPO(args.model, args.env_id, env_kwargs=env_kwargs(args), n_envs=args.n_envs, verbose=0, seed=0)
-    trainer.warm_start(64, batch_size=8)  # warm-up step
+    The pairs are TRL's (:func:`benchmarks.trl_baselines.sft_pairs` with the same seed draws them
+    in the warm start's order), one warm-up step, then ``SFT_STEPS`` measured steps, as TRL's.
+    """
+    import gymnasium as gym
+
+    from agents.modeling.lm import LMActorCritic
+    from agents.modeling.prepare import autocast, autocast_dtype
+    from agents.trainers.supervised import TeacherForcing
+
+    env = gym.make(args.env_id, **env_kwargs(args)).unwrapped
+    policy = LMActorCritic(args.model)
+    run = TeacherForcing(policy, total_tokens=1 << 40, batch_size=WARM_START_BATCH, seed=0)  # steps counted here
+    fit = {"temperature": 1.0, "max_grad_norm": 1.0, "device": policy.device}
+    fit["autocast"] = lambda: autocast(policy.device, autocast_dtype(policy.device))
+    run.step(policy, env, **fit)  # warm-up step
+    first = run.tokens
     start, start_cpu = time.perf_counter(), time.process_time()
-    rows = trainer.warm_start(total_tokens, batch_size=8)
+    for _ in range(SFT_STEPS):
+        run.step(policy, env, **fit)
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"tokens": int(rows[-1]["supervised/tokens"]), "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
+    return {"tokens": run.tokens - first, "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
 
 
 def time_sb3_ppo(args: Args) -> dict[str, Any]:
@@ -131,84 +151,52 @@ def time_sb3_ppo(args: Args) -> dict[str, Any]:
     return {"tokens": model.num_timesteps, "seconds": seconds, "cpu seconds": cpu, "rollout share": None}
 
 
-def time_trl_grpo(args: Args) -> dict[str, Any] | None:
-    """Time TRL's GRPOTrainer on the same prompts, reward, batch, group size and budget."""
-    if importlib.util.find_spec("trl") is None:
-        print("trl is not installed: skipping TRL's GRPOTrainer (pip install trl)")
-        return None
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from agents.modeling.loading import load_model
-
-    env = gym.make(args.env_id, **env_kwargs(args)).unwrapped
-    data, env_reward, counted = _trl_data_and_reward(env)
-
-    class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.marks: list[tuple[float, float, int]] = []
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            self.marks.append((time.perf_counter(), time.process_time(), counted["tokens"]))
-
-    config = GRPOConfig(
-        output_dir="runs/trl_bench",
-        per_device_train_batch_size=args.n_envs,
-        num_generations=args.group_size,
-        max_completion_length=args.max_new_tokens,
-        max_steps=args.iterations + 1,
-        learning_rate=1e-5,
-        beta=0.0,
-        num_iterations=1,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available(),
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
-    )
-    clock = Clock()
-    trainer = GRPOTrainer(
-        model=load_model(args.model),
-        reward_funcs=env_reward,
-        args=config,
-        train_dataset=data,
-        processing_class=env.tokenizer,
-        callbacks=[clock],
-    )
-    trainer.train()
-    (t0, c0, n0), (t1, c1, n1) = clock.marks[0], clock.marks[-1]  # from the end of the first (warm-up) step
-    return {"tokens": n1 - n0, "seconds": t1 - t0, "cpu seconds": c1 - c0, "rollout share": None}
-
-
-def _trl_data_and_reward(env: Any) -> tuple[Any, Any, dict[str, int]]:
-    """TRL's dataset of the env's first 64 prompts, the env's reward as a TRL reward function, and its token count."""
-    import datasets
-
-    samples = [env.task[i] for i in range(min(len(env.task), 64))]
-    references = {s.prompt: list(s.references) for s in samples}
-    data = datasets.Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": s.prompt}], "text": s.prompt} for s in samples]
-    )
-    counted = {"tokens": 0}
-
-    def env_reward(prompts: list, completions: list, completion_ids: list, text: list, **_: Any) -> list[float]:
-        counted["tokens"] += sum(len(ids) for ids in completion_ids)
-        outputs = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-        return [float(x) for x in env.reward.score(text, outputs, [references[t] for t in text])["reward"]]
-
-    return data, env_reward, counted
-
-
 LABELS = {
     "grpo": "GRPO (agents)",
-    "ppo": "SequencePPO (agents)",
-    "sb3-ppo": "SB3 PPO + LMPolicy",
     "trl-grpo": "TRL GRPOTrainer",
+    "ppo": "SequencePPO (agents)",
+    "trl-grpo-kl": "TRL GRPOTrainer, beta=0.05",
+    "sb3-ppo": "SB3 PPO + LMPolicy",
     "warm-start": "warm start (agents), reply tokens trained",
+    "trl-sft": "TRL SFTTrainer, reply tokens trained",
 }
+# Each of ours against the TRL trainer that does the same work: GRPO and SB3 PPO against
+# GRPOTrainer; SequencePPO, which pays a KL to a reference model, against GRPOTrainer with that KL
+# (TRL 1.x has no PPOTrainer); the warm start against SFTTrainer on the same pairs.
+TRL_BASELINE = {"grpo": "trl-grpo", "ppo": "trl-grpo-kl", "sb3-ppo": "trl-grpo", "warm-start": "trl-sft"}
 PROFILE: dict[str, str] = {}  # filled by time_ours: the profile of one GRPO iteration
+
+
+def run_one(args: Args, name: str) -> dict[str, Any] | None:
+    """Time one trainer of :data:`LABELS`; None when it cannot run here (TRL not installed)."""
+    env = (args.model, args.env_id, env_kwargs(args))
+    if name in ("grpo", "ppo"):
+        return time_ours(args, name)
+    if name == "warm-start":
+        return time_warm_start(args)
+    if name == "sb3-ppo":
+        return time_sb3_ppo(args)
+    if name == "trl-sft":
+        return time_trl_sft(*env, batch_size=WARM_START_BATCH, steps=SFT_STEPS)
+    beta = 0.05 if name == "trl-grpo-kl" else 0.0
+    return time_trl_grpo(*env, args.n_envs, args.group_size, args.iterations, beta=beta)
+
+
+def add_ratios(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Give every row its ratio to SB3 PPO + LMPolicy (generated tokens only) and to its TRL counterpart."""
+    by_label = {row["trainer"]: row for row in rows}
+    sb3 = by_label.get(LABELS["sb3-ppo"])
+    for name in names:
+        row = by_label.get(LABELS[name])
+        if row is None:
+            continue
+        generated = name not in ("warm-start", "trl-sft")  # reply tokens trained are another kind of token
+        for key, base in (
+            ("SB3 PPO", sb3 if generated else None),
+            ("TRL", by_label.get(LABELS.get(TRL_BASELINE.get(name, ""), ""))),
+        ):
+            row[f"x {key} (wall)"] = row["tokens/s"] / base["tokens/s"] if base else "-"
+            row[f"x {key} (CPU)"] = row["tokens per CPU-s"] / base["tokens per CPU-s"] if base else "-"
 
 
 def main(args: Args) -> list[dict[str, Any]]:
@@ -217,12 +205,7 @@ def main(args: Args) -> list[dict[str, Any]]:
     rows = []
     for name in args.trainers:
         print(f"--- {LABELS[name]}", flush=True)
-        if name in ("grpo", "ppo"):
-            result = time_ours(args, name)
-        elif name == "warm-start":
-            result = time_warm_start(args)
-        else:
-            result = time_sb3_ppo(args) if name == "sb3-ppo" else time_trl_grpo(args)
+        result = run_one(args, name)
         if result is None:
             continue
         rate = result["tokens"] / max(result["seconds"], 1e-9)
@@ -237,14 +220,7 @@ def main(args: Args) -> list[dict[str, Any]]:
             }
         )
         print(rows[-1], flush=True)
-    for base_name, short in (("SB3 PPO + LMPolicy", "SB3 PPO"), ("TRL GRPOTrainer", "TRL")):
-        base = next((r for r in rows if r["trainer"] == base_name), None)
-        for row in rows:
-            if row["trainer"] == LABELS["warm-start"]:  # another kind of token: no ratio
-                row[f"x {short} (wall)"] = row[f"x {short} (CPU)"] = "-"
-                continue
-            row[f"x {short} (wall)"] = row["tokens/s"] / base["tokens/s"] if base else "-"
-            row[f"x {short} (CPU)"] = row["tokens per CPU-s"] / base["tokens per CPU-s"] if base else "-"
+    add_ratios(rows, args.trainers)
     table = markdown_table(rows)
     header = (
         f"{args.model}, {args.env_id}, batch {args.n_envs} ({args.n_envs // args.group_size} prompts x {args.group_size}), "

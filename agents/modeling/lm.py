@@ -206,7 +206,8 @@ class LMActorCritic(nn.Module):
         positions you need: computing logits only where they are used saves the ``(T, V)``
         projection (the largest matrix of a small LM).
         """
-        input_ids, attention_mask = input_ids.long(), attention_mask.long()
+        input_ids = input_ids.long()
+        attention_mask = attention_mask.long() if attention_mask.dim() == 2 else attention_mask  # 4D: packing.py's
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, input_ids.shape[1])
         actor_past, critic_past = cache if self.critic_trunk is not None and cache else (cache, None)
@@ -287,8 +288,7 @@ class LMActorCritic(nn.Module):
             reference = actor_critic.make_reference()
             ref_logits = actor_critic.reference_logits(input_ids, attention_mask, reference)
 
-        The trainers score only the reply positions, so they branch on ``lora_config`` themselves
-        (``agents.trainers.reference``).
+        The trainers score only reply positions, branching on ``lora_config`` (``agents.trainers.reference``).
         """
         if self.lora_config is not None:
             return None

@@ -29,6 +29,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 
 from agents.modeling.loading import resolve_device
+from agents.modeling.prepare import adamw
 from agents.trainers import persistence, warm_start
 from agents.trainers.config import TrainerConfig, build_actor_critic
 from agents.trainers.envs import EnvLayout, env_layout, make_trainer_envs
@@ -137,7 +138,7 @@ class TrainerBase:
                 if module is not None:
                     module.requires_grad_(False)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
+        optimizer = adamw(params, lr=self._lr(1.0), weight_decay=self.config.weight_decay)
         if self.accelerator is None:
             return optimizer, self.policy
         model, optimizer = self.accelerator.prepare(self.policy, optimizer)

@@ -269,6 +269,7 @@ class OnPolicyTrainer(TrainerBase):
                 vocab_limit=self._vocab_limit,
                 with_values=with_values,
                 group_size=batch.group_size if self.accelerator is None else 1,
+                pack=self.accelerator is None,
             )
 
     def _reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:

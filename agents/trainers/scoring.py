@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from agents.modeling.logprobs import DEFAULT_CHUNK, logprobs_from_logits, token_logprobs
+from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, packed_hidden_states
 from agents.modeling.tokens import positions_from_mask
 
 __all__ = [
@@ -113,6 +114,8 @@ def score_tokens(
     with_values: bool = False,
     group_size: int = 1,
     chunk_size: int = DEFAULT_CHUNK,
+    pack: bool = True,
+    row_tokens: int = DEFAULT_ROW_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Score every reply token of a batch with one forward pass over prompt + reply.
 
@@ -126,6 +129,11 @@ def score_tokens(
     group with gradients, and its KV cache is repeated for the replies: the same outputs and
     gradients as running every row whole, for ``1 / group_size`` of the prompt's compute.
 
+    With ``pack`` (the default), the real tokens are packed into rows with no padding and each
+    group's prompt once (:mod:`agents.modeling.packing`), when the model's attention takes a 4D
+    mask (``sdpa``); otherwise, or with ``pack=False`` (a model wrapped by ``accelerate``), the
+    padded layout above runs. Both give the same numbers and gradients.
+
     Args:
         model: The actor-critic (``LMOutput.hidden`` with ``compute_logits=False``), or a
             transformers causal LM (the frozen reference): its decoder, then its head.
@@ -135,6 +143,8 @@ def score_tokens(
         with_values: Return the critic's values.
         group_size: Consecutive rows that may share their prompt (see above).
         chunk_size: Reply positions whose logits exist at a time.
+        pack: Score the packed real tokens (see above).
+        row_tokens: Tokens per packed row (see :func:`agents.modeling.packing.pack_episodes`).
 
     Returns:
         ``(logprobs, values, entropy)``: ``(B, T)`` float32 log-probs of the reply tokens (0 on
@@ -143,7 +153,10 @@ def score_tokens(
     """
     t = batch.response_ids.shape[1]
     hidden, values = None, None
-    if t > 1 and shared_prompt_groups(batch.prompt_ids, batch.prompt_mask, group_size):
+    shared = shared_prompt_groups(batch.prompt_ids, batch.prompt_mask, group_size)
+    if pack and can_pack(model, batch):
+        hidden, values = packed_hidden_states(_hidden_states, model, batch, group_size if shared else 1, row_tokens)
+    elif t > 1 and shared:
         hidden, values = _score_shared_prompts(model, batch, group_size)
     if hidden is None:
         mask = batch.attention_mask  # (B, Lp + T)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.modeling.prepare import adamw
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
 from agents.trainers.trainer_state import optimizer_to_tensors, tensors_to_optimizer
@@ -111,7 +112,7 @@ class TeacherForcing:
         self.order: list[int] = []  # the rest of this epoch's shuffled sample indices
         self.tokens, self.steps, self.cpu_seconds = 0, 0, 0.0  # done so far, in every process
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+        self.optimizer = adamw(params, lr=learning_rate, weight_decay=0.0)
 
     @property
     def done(self) -> bool:
