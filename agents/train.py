@@ -74,6 +74,7 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
     if args.algo == "grpo":
         kwargs["group_size"] = args.group_size
         kwargs["baseline"] = args.baseline
+        kwargs["sft_coef"] = args.sft_coef
         if args.kl is not None:
             kwargs["beta"] = args.kl
     elif args.kl is not None:

@@ -162,6 +162,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check_paths(parser, args)
     if args.baseline != "group" and args.algo != "grpo":
         parser.error(f"--baseline {args.baseline} is GRPO's; --algo {args.algo} has a critic for its baseline.")
+    if args.sft_coef and args.algo != "grpo":
+        parser.error(f"--sft-coef is GRPO's; expected --algo grpo, got --algo {args.algo}.")
     return args
 
 
@@ -221,6 +223,12 @@ def _add_training_arguments(group: Any) -> None:
         help="GRPO's baseline: the group's mean reward, or scst: the greedy reply's reward (self-critical)",
     )
     group.add_argument("--scst", dest="baseline", action="store_const", const="scst", help="--baseline scst")
+    group.add_argument(
+        "--sft-coef",
+        type=non_negative_float,
+        default=0.0,
+        help="GRPO: weight of the references' NLL added to the RL loss (Edunov et al. 2018; 0: RL alone)",
+    )
     group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
     group.add_argument(
         "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"

@@ -49,6 +49,9 @@ class Args:
     loss_type: str = field(default="token", metadata={"help": "GRPO loss: token (DAPO) or sequence (GRPO)"})
     clip_range_high: float = field(default=0.0, metadata={"help": "GRPO upper ratio clip (0: the lower one, 0.2)"})
     scale_rewards: bool = field(default=True, metadata={"help": "divide advantages by the group's std"})
+    sft_coef: float = field(
+        default=0.0, metadata={"help": "GRPO: weight of the references' NLL added to the RL loss (0: RL alone)"}
+    )
     n_envs: int = field(default=16, metadata={"help": "GRPO episodes per iteration"})
     batch_size: int = field(default=8, metadata={"help": "episodes (or references) per optimizer step"})
     max_new_tokens: int = field(default=0, metadata={"help": "reply budget (0: the env's default)"})
@@ -101,9 +104,10 @@ class Args:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
                 raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
-        if self.beta < 0 or self.clip_range_high < 0:
+        if self.beta < 0 or self.clip_range_high < 0 or self.sft_coef < 0:
             raise ValueError(
-                f"expected beta >= 0 and clip_range_high >= 0, got {self.beta} and {self.clip_range_high}."
+                "expected beta, clip_range_high and sft_coef >= 0, "
+                f"got {self.beta}, {self.clip_range_high} and {self.sft_coef}."
             )
 
 

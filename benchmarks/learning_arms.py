@@ -76,6 +76,7 @@ def make_trainer(args: Args, env_id: str, seed: int) -> GRPO:
         loss_type=args.loss_type,
         clip_range_high=args.clip_range_high or None,
         scale_rewards=args.scale_rewards,
+        sft_coef=args.sft_coef,
         seed=seed,
         verbose=0,
     )

@@ -123,6 +123,7 @@ def write_outputs(args: Args, report: dict[str, Any]) -> Path:
 def configuration(args: Args) -> str:
     """One paragraph: the budget, selection and every lever of the run."""
     clip = f", upper clip {args.clip_range_high:g}" if args.clip_range_high else ""
+    clip += f", plus {args.sft_coef:g} x the references' NLL" if args.sft_coef else ""
     return (
         f"{args.model}; T = {args.minutes:g} training CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of "
         f"teacher forcing at lr {args.sft_learning_rate:g}, then GRPO); seeds {', '.join(map(str, args.seeds))}. "

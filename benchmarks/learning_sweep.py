@@ -42,6 +42,7 @@ LEVERS = (
     "loss_type",
     "clip_range_high",
     "scale_rewards",
+    "sft_coef",
     "n_envs",
     "batch_size",
 )

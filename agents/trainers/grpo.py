@@ -20,15 +20,23 @@ group is instead the reward of the *greedy* reply to its prompt, decoded by the 
 after each rollout in a second, deterministic rollout (one env per group, reset with the group's
 seed, so it draws the same prompt) and scored by the env like every other reply: a sample is
 pushed up only when it beats what the policy would say without sampling (:func:`scst_advantages`).
+
+With ``sft_coef > 0`` the loss adds, with that weight, the negative log-likelihood of a reference
+reply to each prompt of the minibatch (the task's own, as in the warm start): the combination of
+sequence-level reward and token-level likelihood that Wu et al. (2016, GNMT) and Edunov et al.
+(2018) found to work better than either alone, which keeps the policy near the references while
+the reward reshapes it (:meth:`GRPO._reference_nll`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections import Counter
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -38,6 +46,7 @@ from agents.trainers.interrupts import Stop
 from agents.trainers.losses import clipped_surrogate, masked_mean
 from agents.trainers.on_policy import OnPolicyTrainer
 from agents.trainers.rollout import RolloutBatch, collect_rollout
+from agents.trainers.supervised import reference_batch
 from text_gym.errors import check_choice, check_finite
 
 __all__ = ["GRPO", "GRPOConfig", "group_advantages", "scst_advantages"]
@@ -64,6 +73,9 @@ class GRPOConfig(TrainerConfig):
     baseline: Literal["group", "scst"] = "group"
     """``"group"``: the group's mean return (GRPO); ``"scst"``: the return of the greedy reply to the
     prompt (self-critical sequence training, Rennie et al. 2017), one extra greedy episode per group."""
+    sft_coef: float = 0.0
+    """Weight of the references' negative log-likelihood added to the loss (per reference, mean over its
+    tokens, averaged over the minibatch's episodes); 0 (the default) is GRPO alone."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +89,7 @@ class GRPOConfig(TrainerConfig):
         if self.clip_range_high is not None:
             check_finite("clip_range_high", self.clip_range_high, positive=True)
         check_finite("beta", self.beta, non_negative=True)
+        check_finite("sft_coef", self.sft_coef, non_negative=True)
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_choice("baseline", self.baseline, ("group", "scst"))
 
@@ -154,6 +167,11 @@ class GRPO(OnPolicyTrainer):
         if env.num_envs % self.config.group_size:
             raise ValueError(
                 f"The vector env's num_envs must be a multiple of group_size={self.config.group_size}, got {env.num_envs}."
+            )
+        if self.config.sft_coef > 0 and not getattr(env, "envs", None):
+            raise TypeError(
+                f"sft_coef={self.config.sft_coef} reads references from the training env's task; expected a "
+                f"SyncVectorEnv, got {type(env).__name__}."
             )
 
     @property
@@ -250,6 +268,10 @@ class GRPO(OnPolicyTrainer):
             loss = (per_token * mask).sum() / norm["tokens"]
         else:
             loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / norm["episodes"]
+        if cfg.sft_coef > 0:
+            nll = self._reference_nll(batch, norm)
+            loss = loss + cfg.sft_coef * nll
+            info["sft_nll"] = nll.item() * norm["episodes"] / len(batch)  # this micro-batch's mean
         with torch.no_grad():
             info.update(
                 policy_gradient_loss=masked_mean(per_token, mask),
@@ -257,3 +279,26 @@ class GRPO(OnPolicyTrainer):
                 entropy=masked_mean(entropy, mask),
             )
         return loss, info
+
+    def _reference_nll(self, batch: RolloutBatch, norm: dict[str, float]) -> torch.Tensor:
+        """The references' NLL for ``sft_coef``: ``sum_i c_i * nll_i / norm["episodes"]``.
+
+        ``i`` runs over the distinct prompts (task samples) of the micro-batch, ``c_i`` is how many
+        of its episodes answer prompt ``i``, and ``nll_i`` is the mean negative log-likelihood of the
+        tokens of one of its references (drawn, when it has several, with the micro-batch's first
+        seed: no random state is used). Each prompt runs once, not once per reply, and accumulated
+        micro-batches sum to the minibatch's mean over episodes, as GRPO's own loss.
+        """
+        counts = Counter(batch.indices)
+        if not counts or None in counts:
+            raise RuntimeError(
+                f"sft_coef needs each episode's task sample; expected info['index'] from every reset, got {batch.indices}."
+            )
+        indices = [int(i) for i in counts]  # type: ignore[arg-type]
+        rng = np.random.default_rng(batch.seeds[0] if batch.seeds else 0)
+        references = reference_batch(self.env.envs[0].unwrapped, indices, rng, self.device)
+        logprobs, _, _ = self._score(references)  # (n, Tr)
+        mask = references.response_mask.float()
+        per_reference = -(logprobs * mask).sum(1) / mask.sum(1).clamp(min=1)  # (n,)
+        weights = torch.tensor([float(counts[i]) for i in indices], device=per_reference.device)
+        return (per_reference * weights).sum() / norm["episodes"]

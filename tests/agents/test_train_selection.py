@@ -18,6 +18,7 @@ ECHO += ["--eval-episodes", "8", "--threads", "1"]
 
 def test_selection_keeps_the_best_model_and_the_table_measures_it(tmp_path, capsys):
     argv = [*ECHO, "--warm-start-tokens", "40", "--steps", "40", "--eval-every", "2", "--scst", "--out", str(tmp_path)]
+    argv += ["--sft-coef", "0.5"]  # GRPO with the references' NLL added: stored with the model
     results = main(argv)
     printed = capsys.readouterr().out
     chosen = json.loads((tmp_path / "results.json").read_text())["selection"]
@@ -31,7 +32,7 @@ def test_selection_keeps_the_best_model_and_the_table_measures_it(tmp_path, caps
     assert "best_model.zip" in printed
 
     best_model = GRPO.load(tmp_path / "best_model.zip")
-    assert best_model.config.baseline == "scst"
+    assert (best_model.config.baseline, best_model.config.sft_coef) == ("scst", 0.5)
     on_test = evaluate(
         GreedyLMAgent(best_model.policy), "TextGen-EchoLetter-v0", {"tokenizer": "tiny", "max_new_tokens": 3},
         split="test", n_episodes=8, batch_size=4, verbose=False,
@@ -47,6 +48,8 @@ def test_selection_keeps_the_best_model_and_the_table_measures_it(tmp_path, caps
         (["--eval-every", "2", "--selection-split", "test"], "has seen the answers"),
         (["--eval-every", "-1"], "expected an int >= 0"),
         (["--algo", "ppo", "--scst"], "--baseline scst is GRPO's"),
+        (["--algo", "ppo", "--sft-coef", "0.5"], "--sft-coef is GRPO's"),
+        (["--sft-coef", "-1"], "--sft-coef"),
     ],
 )
 def test_selection_and_baseline_flags_are_checked(argv, message, capsys):

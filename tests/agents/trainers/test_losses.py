@@ -102,6 +102,50 @@ def test_grpo_loss_matches_a_hand_computation(loss_type, scale_rewards, beta):
     assert info["kl_ref"] == pytest.approx(expected_kl if beta else 0.0, rel=1e-4, abs=1e-7)
 
 
+def test_grpo_sft_coef_adds_the_references_nll_by_hand():
+    """``sft_coef``: GRPO's loss plus ``coef * sum_i c_i nll_i / episodes``, each prompt scored once."""
+    coef, kwargs = 0.5, {"n_envs": 4, "group_size": 2, "seed": 0, "verbose": 0}
+    plain, mixed = GRPO("tiny", env(), **kwargs), GRPO("tiny", env(), sft_coef=coef, **kwargs)
+    mixed.policy.load_state_dict(plain.policy.state_dict())
+    rewards = [[0.0, 0.0, r] for r in GRPO_RETURNS]
+    batch = make_batch(GRPO_RATIOS, rewards, plain, group_size=2)
+    batch.indices, batch.seeds = [3, 3, 7, 7], [11, 11, 12, 12]
+    with torch.no_grad():
+        plain._prepare(batch)
+    micro, norm = batch.select([0, 1, 2]), {"tokens": 9.0, "episodes": 4.0}  # a micro-batch: 2 + 1 episodes
+    base, _ = plain._loss(micro, norm)
+    loss, info = mixed._loss(micro, norm)
+
+    task_env = mixed.env.envs[0].unwrapped
+    vocab_limit = int(task_env.action_masks().sum())
+
+    def nll(i: int) -> float:  # the plain path: one unpadded sequence, full logits, log_softmax
+        prompt = task_env.prompts.encode(task_env.task[i].prompt)
+        reply = task_env.tokenizer(task_env.task[i].references[0], add_special_tokens=False)["input_ids"]
+        reply = (list(reply) + [task_env.eos_token_id])[: task_env.max_new_tokens]
+        ids = torch.tensor([list(prompt) + reply])
+        with torch.no_grad():
+            logits = mixed.policy.lm(input_ids=ids).logits[0, len(prompt) - 1 : -1, :vocab_limit].float()
+        return -sum(logits[t].log_softmax(-1)[token].item() for t, token in enumerate(reply)) / len(reply)
+
+    expected = (2 * nll(3) + nll(7)) / 4  # accumulated over micro-batches: the minibatch's mean
+    assert loss.item() == pytest.approx(base.item() + coef * expected, rel=1e-5)
+    assert info["sft_nll"] == pytest.approx(expected * 4 / 3, rel=1e-5)  # the micro-batch's own mean
+    loss.backward()  # the references' term has gradients too
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mixed.policy.parameters())
+
+
+def test_grpo_sft_coef_is_checked():
+    with pytest.raises(ValueError, match="sft_coef"):
+        GRPO("tiny", env(), n_envs=4, group_size=2, sft_coef=-1.0, verbose=0)
+    model = GRPO("tiny", env(), n_envs=2, group_size=2, sft_coef=1.0, verbose=0)
+    batch = make_batch([[1.0], [1.0]], [[1.0], [0.0]], model, group_size=2)  # no info["index"] recorded
+    with torch.no_grad():
+        model._prepare(batch)
+    with pytest.raises(RuntimeError, match="task sample"):
+        model._loss(batch, {"tokens": 2.0, "episodes": 2.0})
+
+
 @pytest.mark.parametrize("clip_range_vf", [0.2, None])
 def test_sequence_ppo_loss_matches_a_hand_computation(clip_range_vf):
     clip, vf_coef = 0.2, 0.1
