@@ -35,6 +35,8 @@ RUN_FILES = (
     "log.txt",
     "events.out.tfevents.*",
     "checkpoints/*.zip",
+    "best_model.zip",
+    "selection.json",
 )
 """What a run writes in ``--out`` (glob patterns): a fresh run refuses a folder with any of them."""
 LOCK_FILE = ".lock"

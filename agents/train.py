@@ -140,8 +140,13 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     if trainer._is_main:
         formats, resume_at = ["stdout", "csv", "tensorboard"], trainer.num_timesteps if args.resume else None
         trainer.set_logger(make_logger(out, formats, resume_at=resume_at))  # a resumed run extends progress.csv
-    run.before_rl(trainer)
+    # Before the evaluations of the untrained model: a bad selection.json fails at once.
     selection = _selection(args, env_id, env_kwargs, out) if trainer._is_main else None
+    if args.resume and selection is not None and selection.resume(trainer):
+        print(f"Selection goes on from {out / 'selection.json'}: best {selection.split} {selection.metric} "
+              f"{selection.best_score:.4f} at {selection.best_phase} step {selection.best_step}, "
+              f"kept in {selection.best_model_path} until a later model beats it.", flush=True)  # fmt: skip
+    run.before_rl(trainer)
     start = time.perf_counter()
     if trainer.warm_start_progress is not None or args.warm_start_tokens > 0 and not args.resume:
         _warm_start(trainer, args, out, selection)  # or, on --resume from a checkpoint saved during one, its rest

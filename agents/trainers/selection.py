@@ -16,6 +16,11 @@ training must do strictly better to be chosen. An evaluation before any training
 too: "no training" can win, honestly. The ``test`` split is refused: a model chosen on the split
 it is then measured on has seen its answers.
 
+With a ``best_model_save_path``, every evaluation also rewrites ``selection.json`` there (the
+rows and the best so far, :meth:`~ValidationSelection.summary`), so a run resumed into the same
+folder goes on with them (:meth:`~ValidationSelection.resume`) instead of letting its first
+evaluation replace a better ``best_model.zip``.
+
 Training budgets count training only. :attr:`~ValidationSelection.eval_cpu_seconds` is the
 process CPU time spent inside evaluations (saving the best model included), which the warm
 start's ``max_seconds`` already leaves out and a caller timing ``learn`` subtracts.
@@ -24,21 +29,27 @@ start's ``max_seconds`` already leaves out and a caller timing ``learn`` subtrac
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.atomic import atomic_write_text
 from agents.baselines.lm import GreedyLMAgent
 from agents.evaluation import make_eval_envs, play, score_episodes
+from agents.trainers.checkpoint import CheckpointError, read_archive
 from text_gym.errors import check_positive_int
 
 __all__ = ["ValidationSelection"]
 
 PHASES = ("supervised", "rl")
+SELECTION_FILE = "selection.json"
+"""Written beside ``best_model.zip`` after every evaluation: what :meth:`ValidationSelection.resume` reads."""
 
 
 class ValidationSelection:
@@ -155,6 +166,8 @@ class ValidationSelection:
             }
             if self.best_model_path is not None:
                 trainer.save(self.best_model_path)
+        if self.best_model_save_path is not None:  # after the model: the record never names a best not yet saved
+            atomic_write_text(self.best_model_save_path / SELECTION_FILE, json.dumps(self.summary(), indent=2))
         self.eval_cpu_seconds += time.process_time() - start
         if self.verbose:
             print(
@@ -228,6 +241,49 @@ class ValidationSelection:
                 param.data.copy_(self._best_state[name])
         trainer._weights_changed()  # cached keys and values belong to the old weights
 
+    def resume(self, trainer: Any) -> bool:
+        """Go on from the selection an earlier run left in ``best_model_save_path``; False when there is none.
+
+        It takes the rows and the best score of ``selection.json`` and the best weights of
+        ``best_model.zip`` (read as any checkpoint: checked, never unpickled), so the resumed run
+        must beat the earlier best to replace it. Rows after the checkpoint that is resumed (a
+        run resumed from an earlier periodic checkpoint) stay: their models were trained and
+        scored, and the best of them may still be the one kept. The schedule starts afresh, so
+        the resumed weights are evaluated first.
+
+        Raises:
+            ValueError: ``selection.json`` is not what this selection writes, selects on another
+                split or metric, or does not agree with ``best_model.zip``; the message names the file.
+        """
+        folder = self.best_model_save_path
+        if folder is None or not (folder / SELECTION_FILE).is_file() or self.best_model_path is None:
+            return False
+        if not self.best_model_path.is_file():
+            return False  # no evaluation had saved a model: nothing to beat
+        path = folder / SELECTION_FILE
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"{path}: expected the JSON that a selection writes, got unreadable content ({error})."
+            ) from None
+        history, best = _checked_record(path, record, self.split, self.metric)
+        try:
+            model, _, _ = read_archive(self.best_model_path, torch.device("cpu"), type(trainer))
+        except CheckpointError as error:
+            raise ValueError(f"{self.best_model_path}: expected the best model of {path}, got: {error}") from None
+        stored = dict(model.named_parameters())
+        ours = {name: p for name, p in trainer.policy.named_parameters() if p.requires_grad}
+        if any(name not in stored or stored[name].shape != p.shape for name, p in ours.items()):
+            raise ValueError(
+                f"{self.best_model_path}: expected the weights of this run's model, got a model with other parameters."
+            )
+        self._best_state = {name: stored[name].detach().clone() for name in ours}
+        self.history = history
+        self.best_phase, self.best_step, self.best_score = best["phase"], best["step"], best["score"]
+        self._last = {}
+        return True
+
     def callback(self, train_cpu_offset: float = 0.0, max_train_cpu_seconds: float | None = None) -> BaseCallback:
         """An SB3 callback for ``trainer.learn``: :meth:`maybe_evaluate` before the first update and
         after each one (phase ``"rl"``, step = iterations), and, on a schedule, the final model at the end.
@@ -278,6 +334,33 @@ class ValidationSelection:
         """Close the evaluation envs."""
         for env in self._envs:
             env.close()
+
+
+def _checked_record(path: Path, record: Any, split: str, metric: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of a ``selection.json`` and its best row, checked like any input; ``ValueError`` if not usable."""
+    if not isinstance(record, dict) or not isinstance(record.get("history"), list) or not record["history"]:
+        raise ValueError(f"{path}: expected an object with a non-empty 'history' list, got {type(record).__name__}.")
+    if (record.get("split"), record.get("metric")) != (split, metric):
+        raise ValueError(
+            f"{path}: expected a selection on split {split!r} by {metric!r}, got split {record.get('split')!r} by "
+            f"{record.get('metric')!r}; resume with the same --selection-split, or into another --out."
+        )
+    history = []
+    for row in record["history"]:
+        ok = isinstance(row, dict) and row.get("phase") in PHASES
+        ok = ok and all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("step", "timesteps"))
+        ok = ok and all(isinstance(row.get(k), (int, float)) for k in ("score", "train_cpu_seconds"))
+        if not ok or not math.isfinite(row["score"]):
+            raise ValueError(
+                f"{path}: expected rows with phase, step, timesteps, train_cpu_seconds and a finite score, got {row!r}."
+            )
+        history.append({k: row[k] for k in ("phase", "step", "timesteps", "train_cpu_seconds", "score")})
+    best = max(history, key=lambda row: row["score"])  # the first of equal scores, as evaluate keeps it
+    if (record.get("phase"), record.get("step"), record.get("score")) != (best["phase"], best["step"], best["score"]):
+        raise ValueError(
+            f"{path}: its best ({record.get('phase')} step {record.get('step')}) is not the best of its rows."
+        )
+    return history, best
 
 
 def _supervised_tokens(trainer: Any) -> int:

@@ -61,3 +61,16 @@ def test_selection_and_baseline_flags_are_checked(argv, message, capsys):
 def test_baseline_flags():
     assert parse_args(["--scst"]).baseline == "scst" and parse_args([]).baseline == "group"
     assert parse_args(["--baseline", "scst"]).baseline == "scst" and parse_args([]).eval_every == 0
+
+
+def test_a_resumed_run_goes_on_with_the_selection_in_its_folder(tmp_path, capsys):
+    first = main([*ECHO, "--steps", "24", "--eval-every", "2", "--out", str(tmp_path)])["selection"]
+    capsys.readouterr()
+    flags = ["--eval-every", "2", "--eval-episodes", "8", "--no-progress", "--checkpoint-minutes", "0"]
+    resumed = main(["--resume", str(tmp_path / "model.zip"), "--out", str(tmp_path), "--steps", "16", *flags])
+    printed = capsys.readouterr().out
+    assert "Selection goes on from" in printed
+    chosen = resumed["selection"]
+    assert chosen["history"][: len(first["history"])] == first["history"]  # the earlier rows are still candidates
+    assert len(chosen["history"]) > len(first["history"]) and chosen["score"] >= first["score"]
+    assert chosen == json.loads((tmp_path / "selection.json").read_text())

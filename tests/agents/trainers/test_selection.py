@@ -213,3 +213,53 @@ def test_a_branch_goes_on_from_where_it_stands():
     assert branch.due(step=0, phase="supervised", train_cpu_seconds=0.0) is False  # the schedule goes on too
     selection.close()
     branch.close()
+
+
+def test_a_resumed_selection_keeps_the_earlier_best(tmp_path):
+    """selection.json and best_model.zip let a resumed run go on: its first evaluation must beat the old best."""
+    trainer = grpo()
+    first = Scripted([0.2, 0.9, 0.3], eval_every=None, best_model_save_path=tmp_path)
+    for step in range(3):
+        if step == 1:
+            best_weights = trainable(trainer)
+        first.evaluate(trainer, step=step, phase="rl", train_cpu_seconds=float(step))
+        nudge(trainer, 0.01)
+    assert (tmp_path / "selection.json").is_file()
+
+    resumed = Scripted([0.5, 0.95], eval_every=None, best_model_save_path=tmp_path)
+    assert resumed.resume(trainer)
+    assert (resumed.best_phase, resumed.best_step, resumed.best_score) == ("rl", 1, 0.9)
+    assert resumed.history == first.history
+    resumed.restore_best(trainer)
+    assert all(torch.equal(p, best_weights[n]) for n, p in trainable(trainer).items())
+    nudge(trainer, 0.05)
+    resumed.evaluate(trainer, step=3, phase="rl", train_cpu_seconds=3.0)  # 0.5 < 0.9: best_model.zip stays
+    kept = GRPO.load(tmp_path / "best_model.zip")
+    assert all(torch.equal(p, best_weights[n]) for n, p in trainable(kept).items())
+    resumed.evaluate(trainer, step=4, phase="rl", train_cpu_seconds=4.0)  # 0.95: a new best replaces it
+    assert (resumed.best_step, resumed.best_score) == (4, 0.95)
+    assert [row["score"] for row in resumed.history] == [0.2, 0.9, 0.3, 0.5, 0.95]
+    assert not Scripted([], eval_every=None, best_model_save_path=tmp_path / "elsewhere").resume(trainer)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda record: "not json {", "unreadable"),
+        (lambda record: {**record, "metric": "chrf"}, "by 'chrf'"),
+        (lambda record: {**record, "history": [{"phase": "rl", "step": "1"}]}, "expected rows"),
+        (lambda record: {**record, "step": 0}, "not the best of its rows"),
+    ],
+)
+def test_a_bad_selection_file_is_refused(tmp_path, edit, match):
+    import json
+
+    trainer = grpo()
+    selection = Scripted([0.2, 0.9], eval_every=None, best_model_save_path=tmp_path)
+    for step in range(2):
+        selection.evaluate(trainer, step=step, phase="rl", train_cpu_seconds=float(step))
+    path = tmp_path / "selection.json"
+    edited = edit(json.loads(path.read_text()))
+    path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    with pytest.raises(ValueError, match=match):
+        Scripted([], eval_every=None, best_model_save_path=tmp_path).resume(trainer)
