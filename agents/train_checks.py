@@ -91,16 +91,21 @@ def _text_gen_ids() -> list[str]:
 
 
 def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit (status 2) on an ``--out`` that is, or lies under, a file, or a ``--model`` that is neither preset nor folder."""
+    """Exit (status 2) on an ``--out`` that is, or lies under, a file, or a ``--model`` that is neither preset nor folder.
+
+    A ``--model`` folder becomes an absolute path (the model and tokenizer the checkpoints name).
+    """
     out = Path(args.out)
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         parser.error(f"--out: expected a folder (new or existing), got {args.out!r}, where {existing} is a file.")
     if not args.resume:
         try:
-            resolve_spec(args.model, "model", MODEL_PRESETS)
+            kind, path = resolve_spec(args.model, "model", MODEL_PRESETS)
         except ValueError as error:
             parser.error(f"--model: {error}")
+        if kind == "path":  # stored with the run's checkpoints: --resume must find it from any working folder
+            args.model = str(Path(path).resolve())
 
 
 def start_line(args: argparse.Namespace) -> str:

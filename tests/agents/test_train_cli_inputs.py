@@ -120,3 +120,11 @@ def test_bad_env_ids_exit_2_before_any_work(env, message, capsys):
     with pytest.raises(SystemExit) as stop:
         parse_args(["--env", env])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_model_folder_is_stored_as_an_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = parse_args(["--model", "my-model", "--out", "runs/x"])
+    assert args.model == str((tmp_path / "my-model").resolve())  # --resume finds it from any working folder
+    assert parse_args(["--model", "tiny"]).model == "tiny"  # a preset stays a name
