@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from agents.modeling.growing_cache import can_preallocate, preallocate
 from agents.modeling.tokens import first_real_column, positions_from_mask, sample_tokens
 from agents.trainers.envs import EnvLayout, env_info_row
 from agents.trainers.scoring import (
@@ -162,7 +163,7 @@ def collect_rollout(
     """
     device = torch.device(device)
     prompt_ids, prompt_mask, indices = _reset(envs, spec, seeds, reset_options, device)
-    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype)
+    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
     episodes = _Episodes.start(envs.num_envs, spec, device)
     for t in range(spec.max_new_tokens):
         logits, values = decoder.next_outputs()  # (B, V), (B,) or None
@@ -222,8 +223,10 @@ class _Decoder:
         prompt_mask: torch.Tensor,
         group_size: int,
         autocast_dtype: torch.dtype | None,
+        max_new_tokens: int,
     ) -> None:
         self.model, self.group_size = model, group_size
+        self.capacity = prompt_ids.shape[1] + max_new_tokens  # the cache's columns: prompt and every reply token
         self.share = shared_prompt_groups(prompt_ids, prompt_mask, group_size)
         self.prompt_lengths = prompt_mask.sum(1)  # (B,)
         self.mask = prompt_mask  # (B, L): the cached tokens and the ones fed next
@@ -250,10 +253,15 @@ class _Decoder:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        self.cache = out.cache
         logits, values = out.logits, critic_values(out)
+        self.cache = out.cache
+        if first:
+            repeats = self.group_size if self.share else 1
+            if can_preallocate(out.cache):  # each later step then writes its column, no torch.cat of the cache
+                self.cache = preallocate(out.cache, self.capacity, repeats)
+            elif repeats > 1:
+                self.cache = repeat_cache(out.cache, repeats)
         if self.share and first:
-            self.cache = repeat_cache(self.cache, self.group_size)
             logits = logits.repeat_interleave(self.group_size, 0)
             values = values.repeat_interleave(self.group_size, 0) if values is not None else None
         return logits[:, -1], (values[:, -1] if values is not None else None)
