@@ -29,7 +29,7 @@ def decode(model: LMActorCritic, grow: bool, steps: int = 5, repeats: int = 1) -
             cache = preallocate(cache, ids.shape[1] + steps, repeats) if grow else _repeat(cache, repeats)
         mask = mask.repeat_interleave(repeats, 0)
         logits, values = out.logits.repeat_interleave(repeats, 0), out.values.repeat_interleave(repeats, 0)
-        for t in range(steps):
+        for _ in range(steps):
             outputs += [logits[:, -1], values[:, -1]]
             token = logits[:, -1].argmax(-1, keepdim=True) + torch.arange(len(mask))[:, None]  # (B, 1): rows differ
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
