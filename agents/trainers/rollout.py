@@ -32,13 +32,14 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
-from agents.modeling.growing_cache import can_preallocate, preallocate
 from agents.modeling.tokens import first_real_column, positions_from_mask, sample_tokens
 from agents.trainers.envs import EnvLayout, env_info_row
 from agents.trainers.scoring import (
     ActorCritic,
+    can_preallocate,
     critic_values,
     masked_log_softmax_gather,
+    preallocate,
     repeat_cache,
     shared_prompt_groups,
 )

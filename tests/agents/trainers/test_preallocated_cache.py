@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.modeling.growing_cache import GrowingLayer, can_preallocate, preallocate
 from agents.modeling.lm import LMActorCritic
 from agents.modeling.tokens import positions_from_mask
+from agents.trainers.scoring import GrowingLayer, can_preallocate, preallocate
 
 
 @pytest.fixture(scope="module", params=["shared", "separate"])
