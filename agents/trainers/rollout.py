@@ -39,6 +39,7 @@ from agents.trainers.scoring import (
     can_preallocate,
     critic_values,
     masked_log_softmax_gather,
+    packed_prefill,
     preallocate,
     repeat_cache,
     shared_prompt_groups,
@@ -246,22 +247,25 @@ class _Decoder:
         first, self.first = self.first, False
         rows = slice(None, None, self.group_size) if self.share and first else slice(None)  # one prompt per group
         with self.autocast:
-            out = self.model(
-                input_ids=self.step_ids[rows],
-                attention_mask=self.mask[rows],
-                cache=self.cache,
-                position_ids=self.step_positions[rows],
-                use_cache=True,
-                logits_to_keep=1,
-            )
-        logits, values = out.logits, critic_values(out)
-        self.cache = out.cache
+            prefilled = packed_prefill(self.model, self.step_ids[rows], self.mask[rows]) if first else None
+            if prefilled is not None:  # the prompts without their padding
+                logits, values, self.cache = prefilled
+            else:
+                out = self.model(
+                    input_ids=self.step_ids[rows],
+                    attention_mask=self.mask[rows],
+                    cache=self.cache,
+                    position_ids=self.step_positions[rows],
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits, values, self.cache = out.logits, critic_values(out), out.cache
         if first:
             repeats = self.group_size if self.share else 1
-            if can_preallocate(out.cache):  # each later step then writes its column, no torch.cat of the cache
-                self.cache = preallocate(out.cache, self.capacity, repeats)
+            if can_preallocate(self.cache):  # each later step then writes its column, no torch.cat of the cache
+                self.cache = preallocate(self.cache, self.capacity, repeats)
             elif repeats > 1:
-                self.cache = repeat_cache(out.cache, repeats)
+                self.cache = repeat_cache(self.cache, repeats)
         if self.share and first:
             logits = logits.repeat_interleave(self.group_size, 0)
             values = values.repeat_interleave(self.group_size, 0) if values is not None else None

@@ -17,13 +17,14 @@ only its new columns, and attention gets a view of the columns filled so far, th
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from agents.modeling.logprobs import DEFAULT_CHUNK, logprobs_from_logits, token_logprobs
-from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, packed_hidden_states
+from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, pack_episodes, packed_hidden_states
 from agents.modeling.tokens import positions_from_mask
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "can_preallocate",
     "critic_values",
     "masked_log_softmax_gather",
+    "packed_prefill",
     "preallocate",
     "repeat_cache",
     "score_tokens",
@@ -174,6 +176,53 @@ def preallocate(cache: Any, capacity: int, repeats: int = 1) -> Any:
     out = DynamicCache()
     out.layers = [GrowingLayer(layer.keys, layer.values, capacity, repeats) for layer in cache.layers]
     return out
+
+
+@torch.no_grad()
+def packed_prefill(
+    model: ActorCritic, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_tokens: int = DEFAULT_ROW_TOKENS
+) -> tuple[torch.Tensor, torch.Tensor | None, Any] | None:
+    """Run left-padded prompts without their padding; return what a padded forward with ``use_cache`` would.
+
+    A rollout's first forward runs every prompt, padded to the longest: a quarter of SequencePPO's
+    prefill was padding (issue 16). Here the real tokens run packed (:func:`pack_episodes`, no
+    replies), and each prompt's keys and values go back to its row of the left-padded layout
+    (the padding columns hold copies of real ones, which the attention mask hides).
+
+    Args:
+        model: The actor-critic.
+        prompt_ids: ``(n, Lp)`` left-padded prompts.
+        prompt_mask: ``(n, Lp)``.
+        row_tokens: As in :func:`pack_episodes`.
+
+    Returns:
+        ``(logits (n, 1, V), values (n, 1) or None, cache)`` at each prompt's last token, the cache
+        ``(n, heads, Lp, head_dim)`` per layer, as a ``DynamicCache`` (or an (actor, critic) pair);
+        None when the model or the cache cannot be packed (then run the padded prompts).
+    """
+    n, width = prompt_ids.shape
+    reply = torch.ones(
+        n, 1, dtype=torch.long, device=prompt_ids.device
+    )  # a 1-token reply: index = the last prompt token
+    if not can_pack(model, SimpleNamespace(prompt_mask=prompt_mask, response_mask=reply)):
+        return None
+    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens)
+    inputs = {"position_ids": packed.position_ids, "use_cache": True, "compute_logits": False}
+    out = model(packed.input_ids, packed.attention_mask, **inputs)  # hidden (R, W, H), values (R, W) or None
+    if not can_preallocate(out.cache):
+        return None
+    last = packed.index[:, 0]  # (n,) flat index of each prompt's last token
+    columns = (last[:, None] - torch.arange(width - 1, -1, -1, device=last.device)).clamp(min=0)  # (n, Lp)
+    for cache in out.cache if isinstance(out.cache, tuple) else (out.cache,):
+        for layer in cache.layers:
+            rows, heads, length, dim = layer.keys.shape
+            layer.keys, layer.values = (
+                x.transpose(1, 2).reshape(rows * length, heads, dim)[columns].transpose(1, 2)  # (n, heads, Lp, dim)
+                for x in (layer.keys, layer.values)
+            )
+    logits = _output_head(model)(out.hidden.flatten(0, 1)[last][:, None]).float()  # (n, 1, V), as forward's heads
+    values = critic_values(out)
+    return logits, (values.flatten()[last][:, None] if values is not None else None), out.cache
 
 
 def masked_log_softmax_gather(

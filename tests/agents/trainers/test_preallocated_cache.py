@@ -7,13 +7,15 @@ import torch
 
 from agents.modeling.lm import LMActorCritic
 from agents.modeling.tokens import positions_from_mask
-from agents.trainers.scoring import GrowingLayer, can_preallocate, preallocate
+from agents.trainers.scoring import GrowingLayer, can_preallocate, packed_prefill, preallocate
 
 
 @pytest.fixture(scope="module", params=["shared", "separate"])
 def model(request) -> LMActorCritic:
     torch.manual_seed(0)
-    return LMActorCritic("tiny", device="cpu", dtype=torch.float32, critic=request.param).eval()
+    model = LMActorCritic("tiny", device="cpu", dtype=torch.float32, critic=request.param).eval()
+    torch.nn.init.normal_(model.value_head.weight, std=0.1)  # a zero head would hide the values
+    return model
 
 
 def decode(model: LMActorCritic, grow: bool, steps: int = 5, repeats: int = 1) -> list[torch.Tensor]:
@@ -66,3 +68,20 @@ def test_preallocate_refuses_other_caches():
     assert not can_preallocate(None)
     with pytest.raises(TypeError, match="expected a DynamicCache"):
         preallocate(object(), 4)
+
+
+def test_packed_prefill_gives_the_padded_prefill_and_decoding(model):
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12], [0, 0, 0, 0, 13]])
+    mask = (ids > 0).long()
+    with torch.no_grad():
+        padded = model(ids, mask, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1)
+        logits, values, cache = packed_prefill(model, ids, mask)
+        torch.testing.assert_close(logits, padded.logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values, padded.values, atol=1e-5, rtol=1e-5)
+        token, mask = torch.tensor([[20], [21], [22]]), torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1)
+        steps = [
+            model(token, mask, cache=c, position_ids=positions_from_mask(mask, 1), use_cache=True)
+            for c in (padded.cache, preallocate(cache, 6))
+        ]
+    torch.testing.assert_close(steps[0].logits, steps[1].logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steps[0].values, steps[1].values, atol=1e-5, rtol=1e-5)
