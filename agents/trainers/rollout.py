@@ -214,8 +214,10 @@ class _Decoder:
     """The model's side of a rollout: a KV cache over the batch, one forward per step over the newest tokens.
 
     The first forward runs the prompts (once per group when consecutive envs share one, see
-    :func:`~agents.trainers.scoring.shared_prompt_groups`); each later one runs the token each env
-    just received, at the position after the tokens in the cache.
+    :func:`~agents.trainers.scoring.shared_prompt_groups`), packed without their padding when the
+    model allows (:func:`~agents.trainers.scoring.packed_prefill`); each later one runs the token
+    each env just received, at the position after the tokens in the cache, which then grows in
+    place (:func:`~agents.trainers.scoring.preallocate`).
     """
 
     def __init__(
