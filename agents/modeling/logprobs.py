@@ -16,6 +16,7 @@ rollout samples from them); both give the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -55,6 +56,11 @@ def logprobs_from_logits(
     tempered = logits[..., :vocab_limit].float()
     if temperature != 1.0:
         tempered = tempered / temperature
+    if not entropy_grad and (entropy or (tempered.requires_grad and torch.is_grad_enabled())):
+        # The training path: one exp pass for log-probs and entropy, and a backward that writes
+        # one (..., V) tensor instead of five (issue 16).
+        chosen, ent = _SelectiveLogSoftmax.apply(tempered, tokens.long())
+        return chosen, (ent if entropy else None)
     lse = torch.logsumexp(tempered, dim=-1)  # (...)
     # logsumexp + gather instead of log_softmax: one fewer (..., V) tensor kept for backward.
     chosen = tempered.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1) - lse
@@ -64,6 +70,36 @@ def logprobs_from_logits(
         probs = torch.softmax(tempered if entropy_grad else tempered.detach(), dim=-1)
         ent = (lse if entropy_grad else lse.detach()) - (probs * tempered).sum(-1)
     return chosen, ent
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    """``(log_softmax(x)[token], entropy)`` of float32 logits ``x (..., V)``; the entropy is not differentiable.
+
+    The same numbers as ``logsumexp`` and ``softmax`` (tested equal), from one pass of ``exp``
+    whose result, the softmax, is all the backward needs: ``d logp / dx = onehot(token) - softmax``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        top = x.amax(-1, keepdim=True)  # (..., 1)
+        probs = torch.sub(x, top).exp_()  # (..., V), unnormalised
+        total = probs.sum(-1, keepdim=True)  # (..., 1)
+        lse = top + total.log()  # (..., 1)
+        probs.div_(total)
+        chosen = (x.gather(-1, tokens.unsqueeze(-1)) - lse).squeeze(-1)  # (...)
+        # sum(p * x) as a batched dot product: no (..., V) product tensor.
+        expected = torch.matmul(probs.unsqueeze(-2), x.unsqueeze(-1)).reshape(lse.shape)  # (..., 1)
+        ent = (lse - expected).squeeze(-1)
+        ctx.mark_non_differentiable(ent)
+        ctx.save_for_backward(probs, tokens)
+        return chosen, ent
+
+    @staticmethod
+    def backward(ctx: Any, grad_chosen: torch.Tensor, _: Any) -> tuple[torch.Tensor, None]:
+        probs, tokens = ctx.saved_tensors
+        g = grad_chosen.unsqueeze(-1)  # (..., 1)
+        grad = probs * -g  # (..., V)
+        return grad.scatter_add_(-1, tokens.unsqueeze(-1), g), None
 
 
 def token_logprobs(

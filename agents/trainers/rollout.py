@@ -36,8 +36,11 @@ from agents.modeling.tokens import first_real_column, positions_from_mask, sampl
 from agents.trainers.envs import EnvLayout, env_info_row
 from agents.trainers.scoring import (
     ActorCritic,
+    can_preallocate,
     critic_values,
     masked_log_softmax_gather,
+    packed_prefill,
+    preallocate,
     repeat_cache,
     shared_prompt_groups,
 )
@@ -162,7 +165,7 @@ def collect_rollout(
     """
     device = torch.device(device)
     prompt_ids, prompt_mask, indices = _reset(envs, spec, seeds, reset_options, device)
-    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype)
+    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
     episodes = _Episodes.start(envs.num_envs, spec, device)
     for t in range(spec.max_new_tokens):
         logits, values = decoder.next_outputs()  # (B, V), (B,) or None
@@ -211,8 +214,10 @@ class _Decoder:
     """The model's side of a rollout: a KV cache over the batch, one forward per step over the newest tokens.
 
     The first forward runs the prompts (once per group when consecutive envs share one, see
-    :func:`~agents.trainers.scoring.shared_prompt_groups`); each later one runs the token each env
-    just received, at the position after the tokens in the cache.
+    :func:`~agents.trainers.scoring.shared_prompt_groups`), packed without their padding when the
+    model allows (:func:`~agents.trainers.scoring.packed_prefill`); each later one runs the token
+    each env just received, at the position after the tokens in the cache, which then grows in
+    place (:func:`~agents.trainers.scoring.preallocate`).
     """
 
     def __init__(
@@ -222,8 +227,10 @@ class _Decoder:
         prompt_mask: torch.Tensor,
         group_size: int,
         autocast_dtype: torch.dtype | None,
+        max_new_tokens: int,
     ) -> None:
         self.model, self.group_size = model, group_size
+        self.capacity = prompt_ids.shape[1] + max_new_tokens  # the cache's columns: prompt and every reply token
         self.share = shared_prompt_groups(prompt_ids, prompt_mask, group_size)
         self.prompt_lengths = prompt_mask.sum(1)  # (B,)
         self.mask = prompt_mask  # (B, L): the cached tokens and the ones fed next
@@ -242,18 +249,26 @@ class _Decoder:
         first, self.first = self.first, False
         rows = slice(None, None, self.group_size) if self.share and first else slice(None)  # one prompt per group
         with self.autocast:
-            out = self.model(
-                input_ids=self.step_ids[rows],
-                attention_mask=self.mask[rows],
-                cache=self.cache,
-                position_ids=self.step_positions[rows],
-                use_cache=True,
-                logits_to_keep=1,
-            )
-        self.cache = out.cache
-        logits, values = out.logits, critic_values(out)
+            prefilled = packed_prefill(self.model, self.step_ids[rows], self.mask[rows]) if first else None
+            if prefilled is not None:  # the prompts without their padding
+                logits, values, self.cache = prefilled
+            else:
+                out = self.model(
+                    input_ids=self.step_ids[rows],
+                    attention_mask=self.mask[rows],
+                    cache=self.cache,
+                    position_ids=self.step_positions[rows],
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits, values, self.cache = out.logits, critic_values(out), out.cache
+        if first:
+            repeats = self.group_size if self.share else 1
+            if can_preallocate(self.cache):  # each later step then writes its column, no torch.cat of the cache
+                self.cache = preallocate(self.cache, self.capacity, repeats)
+            elif repeats > 1:
+                self.cache = repeat_cache(self.cache, repeats)
         if self.share and first:
-            self.cache = repeat_cache(self.cache, self.group_size)
             logits = logits.repeat_interleave(self.group_size, 0)
             values = values.repeat_interleave(self.group_size, 0) if values is not None else None
         return logits[:, -1], (values[:, -1] if values is not None else None)

@@ -4,27 +4,49 @@ One forward pass over prompt + reply per micro-batch; GRPO's groups, which share
 prompt once and repeat its KV cache. What scoring needs from a model and from a batch are the two
 small protocols here (:class:`ActorCritic`, :class:`Episodes`), so this module imports neither the
 model nor :mod:`agents.trainers.rollout`, which imports it.
+
+The KV-cache helpers that rollouts and scoring share live here too: :func:`repeat_cache` (a
+group's prompt cache for each of its replies) and :func:`preallocate`. transformers'
+``DynamicCache`` appends each step's keys and values with ``torch.cat``, which copies the whole
+cache of every layer at every step: in a rollout of SmolLM2-135M (16 rows, 32 new tokens) a
+decoding step took 178 ms with it and 128 ms without (issue 16). :func:`preallocate` moves a cache
+into buffers with room for every token still to come (:class:`GrowingLayer`); each step writes
+only its new columns, and attention gets a view of the columns filled so far, the same values that
+``torch.cat`` would have built, so the outputs are identical.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from agents.modeling.logprobs import DEFAULT_CHUNK, logprobs_from_logits, token_logprobs
-from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, packed_hidden_states
+from agents.modeling.packing import DEFAULT_ROW_TOKENS, can_pack, pack_episodes, packed_hidden_states
 from agents.modeling.tokens import positions_from_mask
 
 __all__ = [
     "ActorCritic",
     "Episodes",
+    "GrowingLayer",
+    "can_preallocate",
     "critic_values",
     "masked_log_softmax_gather",
+    "packed_prefill",
+    "preallocate",
     "repeat_cache",
     "score_tokens",
     "shared_prompt_groups",
 ]
+
+# Reply positions per chunk of the LM head when scoring a rollout: 512 x 49,152 float32 logits are
+# 100 MB, and a batch of 16 replies of 32 tokens is one chunk, which is never recomputed (issue 16:
+# chunks of 256 recomputed half of GRPO's head projection, 4% of an iteration, and its peak memory
+# did not grow). The SB3 policy keeps DEFAULT_CHUNK: 512 positions in one chunk raised the README
+# recipe's peak by 230 MB.
+SCORE_CHUNK = 2 * DEFAULT_CHUNK
 
 
 class ActorCritic(Protocol):
@@ -85,6 +107,124 @@ def repeat_cache(cache: Any, repeats: int) -> Any:
     return cache
 
 
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are the filled part of buffers ``(B, heads, capacity, head_dim)``.
+
+    Args:
+        keys: ``(B, heads, L, head_dim)`` the cached keys so far.
+        values: The cached values, shaped as ``keys``.
+        capacity: Columns to allocate, at least ``L`` plus the tokens still to come.
+        repeats: Repeat every row this many times (``DynamicLayer.batch_repeat_interleave``), in
+            the same copy.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int, repeats: int = 1) -> None:
+        super().__init__()
+        length = keys.shape[-2]
+        if capacity < length:
+            raise ValueError(f"capacity: expected at least the {length} cached tokens, got {capacity}.")
+        self.lazy_initialization(keys, values)
+        self._buffers = []
+        for tensor in (keys, values):
+            b, heads, _, dim = tensor.shape
+            buffer = tensor.new_empty((b * repeats, heads, capacity, dim))  # (B', heads, capacity, dim)
+            buffer[:, :, :length] = tensor.repeat_interleave(repeats, 0) if repeats > 1 else tensor
+            self._buffers.append(buffer)
+        self.length = length
+        self.keys, self.values = (buffer[:, :, :length] for buffer in self._buffers)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Write the new columns after the filled ones; return the keys and values filled so far."""
+        end = self.length + key_states.shape[-2]
+        if end > self._buffers[0].shape[2]:
+            raise RuntimeError(f"GrowingLayer is full: {end} tokens for a capacity of {self._buffers[0].shape[2]}.")
+        key_buffer, value_buffer = self._buffers
+        key_buffer[:, :, self.length : end] = key_states
+        value_buffer[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = key_buffer[:, :, :end], value_buffer[:, :, :end]
+        return self.keys, self.values
+
+
+def can_preallocate(cache: Any) -> bool:
+    """Whether :func:`preallocate` takes ``cache``: a ``DynamicCache`` of ``DynamicLayer`` layers, or a tuple of them."""
+    if isinstance(cache, tuple):
+        return all(can_preallocate(part) for part in cache)
+    layers = getattr(cache, "layers", None)
+    return isinstance(cache, DynamicCache) and bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def preallocate(cache: Any, capacity: int, repeats: int = 1) -> Any:
+    """The same cache in :class:`GrowingLayer` buffers of ``capacity`` columns, rows repeated ``repeats`` times.
+
+    Args:
+        cache: A ``DynamicCache`` of ``DynamicLayer`` layers, or a tuple of them (an actor and a
+            separate critic, as ``agents.modeling.lm.LMActorCritic`` returns).
+        capacity: Tokens the cache must hold: those cached plus those still to decode.
+        repeats: As in :class:`GrowingLayer` (GRPO's replies to one prompt share its cache).
+
+    Returns:
+        A ``DynamicCache`` (or a tuple of them) that the models update in place.
+    """
+    if isinstance(cache, tuple):
+        return tuple(preallocate(part, capacity, repeats) for part in cache)
+    if not can_preallocate(cache):
+        raise TypeError(
+            "preallocate: expected a DynamicCache of full-attention DynamicLayer layers, "
+            f"got {type(cache).__name__} with {[type(layer).__name__ for layer in getattr(cache, 'layers', [])]}."
+        )
+    out = DynamicCache()
+    out.layers = [GrowingLayer(layer.keys, layer.values, capacity, repeats) for layer in cache.layers]
+    return out
+
+
+@torch.no_grad()
+def packed_prefill(
+    model: ActorCritic, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_tokens: int = DEFAULT_ROW_TOKENS
+) -> tuple[torch.Tensor, torch.Tensor | None, Any] | None:
+    """Run left-padded prompts without their padding; return what a padded forward with ``use_cache`` would.
+
+    A rollout's first forward runs every prompt, padded to the longest: a quarter of SequencePPO's
+    prefill was padding (issue 16). Here the real tokens run packed (:func:`pack_episodes`, no
+    replies), and each prompt's keys and values go back to its row of the left-padded layout
+    (the padding columns hold copies of real ones, which the attention mask hides).
+
+    Args:
+        model: The actor-critic.
+        prompt_ids: ``(n, Lp)`` left-padded prompts.
+        prompt_mask: ``(n, Lp)``.
+        row_tokens: As in :func:`pack_episodes`.
+
+    Returns:
+        ``(logits (n, 1, V), values (n, 1) or None, cache)`` at each prompt's last token, the cache
+        ``(n, heads, Lp, head_dim)`` per layer, as a ``DynamicCache`` (or an (actor, critic) pair);
+        None when the model or the cache cannot be packed (then run the padded prompts).
+    """
+    n, width = prompt_ids.shape
+    reply = torch.ones(
+        n, 1, dtype=torch.long, device=prompt_ids.device
+    )  # a 1-token reply: index = the last prompt token
+    if not can_pack(model, SimpleNamespace(prompt_mask=prompt_mask, response_mask=reply)):
+        return None
+    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens)
+    inputs = {"position_ids": packed.position_ids, "use_cache": True, "compute_logits": False}
+    out = model(packed.input_ids, packed.attention_mask, **inputs)  # hidden (R, W, H), values (R, W) or None
+    if not can_preallocate(out.cache):
+        return None
+    last = packed.index[:, 0]  # (n,) flat index of each prompt's last token
+    columns = (last[:, None] - torch.arange(width - 1, -1, -1, device=last.device)).clamp(min=0)  # (n, Lp)
+    for cache in out.cache if isinstance(out.cache, tuple) else (out.cache,):
+        for layer in cache.layers:
+            rows, heads, length, dim = layer.keys.shape
+            layer.keys, layer.values = (
+                x.transpose(1, 2).reshape(rows * length, heads, dim)[columns].transpose(1, 2)  # (n, heads, Lp, dim)
+                for x in (layer.keys, layer.values)
+            )
+    logits = _output_head(model)(out.hidden.flatten(0, 1)[last][:, None]).float()  # (n, 1, V), as forward's heads
+    values = critic_values(out)
+    return logits, (values.flatten()[last][:, None] if values is not None else None), out.cache
+
+
 def masked_log_softmax_gather(
     logits: torch.Tensor, tokens: torch.Tensor, temperature: float, vocab_limit: int
 ) -> torch.Tensor:
@@ -113,7 +253,7 @@ def score_tokens(
     vocab_limit: int,
     with_values: bool = False,
     group_size: int = 1,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int = SCORE_CHUNK,
     pack: bool = True,
     row_tokens: int = DEFAULT_ROW_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:

@@ -60,6 +60,25 @@ def test_logprobs_from_logits_is_the_formula_of_the_rollout():
     torch.testing.assert_close(ent, expected_ent)
 
 
+def test_logprobs_from_logits_fused_backward_matches_log_softmax():
+    # The training path (one exp pass, hand-written backward) on (B, T, V) logits, against autograd's log_softmax.
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 12, requires_grad=True)
+    tokens = torch.randint(0, 9, (2, 3))
+    weights = torch.randn(2, 3)
+    expected, expected_ent = plain(logits, tokens, 0.8, 9)
+    (expected * weights).sum().backward()
+    expected_grad, logits.grad = logits.grad.clone(), None
+    got, ent = logprobs_from_logits(logits, tokens, 0.8, 9, entropy=True)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ent, expected_ent.detach(), atol=1e-6, rtol=1e-6)
+    assert got.requires_grad and not ent.requires_grad
+    (got * weights).sum().backward()
+    torch.testing.assert_close(logits.grad, expected_grad, atol=1e-6, rtol=1e-6)
+    without_grad, _ = logprobs_from_logits(logits.detach(), tokens, 0.8, 9)  # the rollout's path: logsumexp
+    torch.testing.assert_close(without_grad, got.detach(), atol=1e-6, rtol=1e-6)
+
+
 def episodes(model: LMActorCritic) -> RolloutBatch:
     """Three left-padded prompts, right-padded replies of lengths 4, 2 and 3."""
     gen = torch.Generator().manual_seed(0)

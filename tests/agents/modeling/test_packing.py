@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agents.modeling.lm import LMActorCritic
-from agents.modeling.packing import can_pack, pack_episodes
+from agents.modeling.packing import _fill_rows, can_pack, pack_episodes
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
 
@@ -130,3 +130,13 @@ def test_packed_scoring_under_bf16_autocast_on_cuda():
         packed = score_tokens(model, batch, vocab_limit=50, group_size=3)[0]
         plain = score_tokens(model, batch, vocab_limit=50, group_size=3, pack=False)[0]
     torch.testing.assert_close(packed[real], plain[real], atol=2e-2, rtol=2e-2)
+
+
+def test_rows_are_balanced_and_as_many_as_cost_least():
+    # Equal units: one per row (no padding, the least attention); a long unit and short ones: the
+    # short ones share a row as long as the long one; two small units: one row.
+    assert _fill_rows([78] * 4, 512) == [[0], [1], [2], [3]]
+    assert _fill_rows([300, 100, 100, 100], 512) == [[0], [1, 2, 3]]
+    assert _fill_rows([8, 15], 512) == [[0, 1]]
+    rows = _fill_rows([100] * 7, 250)  # every unit placed once
+    assert sorted(u for row in rows for u in row) == list(range(7)) and all(len(row) <= 2 for row in rows)
