@@ -106,7 +106,7 @@ class Args:
                 raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
         if self.beta < 0 or self.clip_range_high < 0 or self.sft_coef < 0:
             raise ValueError(
-                "expected beta, clip_range_high and sft_coef >= 0, "
+                "expected beta >= 0, clip_range_high >= 0 and sft_coef >= 0, "
                 f"got {self.beta}, {self.clip_range_high} and {self.sft_coef}."
             )
 
