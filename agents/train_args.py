@@ -162,6 +162,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     check_paths(parser, args)
     if args.baseline != "group" and args.algo != "grpo":
         parser.error(f"--baseline {args.baseline} is GRPO's; --algo {args.algo} has a critic for its baseline.")
+    if "risk_alpha" in args.given and args.baseline != "risk":
+        parser.error(f"--risk-alpha weighs --baseline risk's replies; expected --baseline risk, got {args.baseline}.")
     if args.sft_coef and args.algo != "grpo":
         parser.error(f"--sft-coef is GRPO's; expected --algo grpo, got --algo {args.algo}.")
     return args
@@ -218,11 +220,18 @@ def _add_training_arguments(group: Any) -> None:
     group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
     group.add_argument(
         "--baseline",
-        choices=["group", "scst"],
+        choices=["group", "scst", "risk"],
         default="group",
-        help="GRPO's baseline: the group's mean reward, or scst: the greedy reply's reward (self-critical)",
+        help="GRPO's baseline: the group's mean reward, scst: the greedy reply's reward (self-critical), or "
+        "risk: the group's reward expected under the model, each reply weighted by its probability (minimum risk)",
     )
     group.add_argument("--scst", dest="baseline", action="store_const", const="scst", help="--baseline scst")
+    group.add_argument(
+        "--risk-alpha",
+        type=non_negative_float,
+        default=1.0,
+        help="--baseline risk: q = softmax(alpha * log p) over a group's replies (0: uniform)",
+    )
     group.add_argument(
         "--sft-coef",
         type=non_negative_float,

@@ -39,7 +39,11 @@ class Args:
         default="bleu", metadata={"help": "training reward: a name, or name=weight,... (bleu=0.5,chrf=0.5)"}
     )
     baseline: str = field(
-        default="group", metadata={"help": "GRPO baseline: group (mean of the group) or scst (greedy)"}
+        default="group",
+        metadata={"help": "GRPO baseline: group (mean of the group), scst (greedy) or risk (minimum risk training)"},
+    )
+    risk_alpha: float = field(
+        default=1.0, metadata={"help": "--baseline risk: q = softmax(alpha * log p) over a group's replies"}
     )
     beta: float = field(default=0.0, metadata={"help": "GRPO KL coefficient to the reference (the warm start, if any)"})
     group_size: int = field(default=4, metadata={"help": "GRPO replies per prompt"})
@@ -91,7 +95,7 @@ class Args:
             raise ValueError(f"expected at least one env id and one seed, got tasks={self.tasks}, seeds={self.seeds}.")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: expected distinct seeds, got {self.seeds}.")
-        check_choice("baseline", self.baseline, ("group", "scst"))
+        check_choice("baseline", self.baseline, ("group", "scst", "risk"))
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_positive_ints(self, "n_envs", "group_size", "batch_size", "beams", "eval_batch_size")
         for name, zero in [
@@ -104,10 +108,10 @@ class Args:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
                 raise ValueError(f"{name}: expected a finite positive number, got {value!r}.")
-        if self.beta < 0 or self.clip_range_high < 0 or self.sft_coef < 0:
+        if self.beta < 0 or self.clip_range_high < 0 or self.sft_coef < 0 or self.risk_alpha < 0:
             raise ValueError(
-                "expected beta >= 0, clip_range_high >= 0 and sft_coef >= 0, "
-                f"got {self.beta}, {self.clip_range_high} and {self.sft_coef}."
+                "expected beta >= 0, clip_range_high >= 0, sft_coef >= 0 and risk_alpha >= 0, "
+                f"got {self.beta}, {self.clip_range_high}, {self.sft_coef} and {self.risk_alpha}."
             )
 
 

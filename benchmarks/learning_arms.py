@@ -77,6 +77,7 @@ def make_trainer(args: Args, env_id: str, seed: int) -> GRPO:
         clip_range_high=args.clip_range_high or None,
         scale_rewards=args.scale_rewards,
         sft_coef=args.sft_coef,
+        risk_alpha=args.risk_alpha,
         seed=seed,
         verbose=0,
     )

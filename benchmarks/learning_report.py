@@ -124,10 +124,11 @@ def configuration(args: Args) -> str:
     """One paragraph: the budget, selection and every lever of the run."""
     clip = f", upper clip {args.clip_range_high:g}" if args.clip_range_high else ""
     clip += f", plus {args.sft_coef:g} x the references' NLL" if args.sft_coef else ""
+    risk = f" (alpha {args.risk_alpha:g})" if args.baseline == "risk" else ""
     return (
         f"{args.model}; T = {args.minutes:g} training CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of "
         f"teacher forcing at lr {args.sft_learning_rate:g}, then GRPO); seeds {', '.join(map(str, args.seeds))}. "
-        f"GRPO: reward `{args.reward}`, baseline `{args.baseline}`, KL {args.beta:g} to the warm start, "
+        f"GRPO: reward `{args.reward}`, baseline `{args.baseline}`{risk}, KL {args.beta:g} to the warm start, "
         f"{args.n_envs} episodes per iteration ({args.group_size} per prompt), temperature {args.temperature:g}, "
         f"lr {args.learning_rate:g}, loss `{args.loss_type}`{clip}, "
         f"{'std-scaled' if args.scale_rewards else 'mean-centred'} advantages, "

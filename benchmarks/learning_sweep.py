@@ -43,6 +43,7 @@ LEVERS = (
     "clip_range_high",
     "scale_rewards",
     "sft_coef",
+    "risk_alpha",
     "n_envs",
     "batch_size",
 )

@@ -26,6 +26,12 @@ reply to each prompt of the minibatch (the task's own, as in the warm start): th
 sequence-level reward and token-level likelihood that Wu et al. (2016, GNMT) and Edunov et al.
 (2018) found to work better than either alone, which keeps the policy near the references while
 the reward reshapes it (:meth:`GRPO._reference_nll`).
+
+With ``baseline="risk"`` the group's replies are treated as the candidate set of minimum risk
+training (Shen et al. 2016; Edunov et al. 2018): the expected reward under ``q``, the model's
+probabilities renormalised over the group (``softmax(risk_alpha * log p(reply))``), is maximised,
+so the update moves probability among the candidates the model already finds likely, where a
+greedy decode looks, rather than spreading it over every sample alike (:func:`risk_advantages`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from agents.trainers.rollout import RolloutBatch, collect_rollout
 from agents.trainers.supervised import reference_batch
 from text_gym.errors import check_choice, check_finite
 
-__all__ = ["GRPO", "GRPOConfig", "group_advantages", "scst_advantages"]
+__all__ = ["GRPO", "GRPOConfig", "group_advantages", "risk_advantages", "scst_advantages"]
 
 
 @dataclasses.dataclass
@@ -70,9 +76,14 @@ class GRPOConfig(TrainerConfig):
     """Divide by the group's std (the original GRPO); False keeps mean-centring only (Dr. GRPO)."""
     loss_type: Literal["token", "sequence"] = "token"
     """``"token"``: mean over all reply tokens of the minibatch (DAPO); ``"sequence"``: mean per reply, then over replies (the original GRPO)."""
-    baseline: Literal["group", "scst"] = "group"
+    baseline: Literal["group", "scst", "risk"] = "group"
     """``"group"``: the group's mean return (GRPO); ``"scst"``: the return of the greedy reply to the
-    prompt (self-critical sequence training, Rennie et al. 2017), one extra greedy episode per group."""
+    prompt (self-critical sequence training, Rennie et al. 2017), one extra greedy episode per group;
+    ``"risk"``: the expected return under the model's probabilities renormalised over the group, each
+    reply weighted by its probability (minimum risk training, :func:`risk_advantages`)."""
+    risk_alpha: float = 1.0
+    """``baseline="risk"``: the sharpness of the renormalisation, ``q = softmax(risk_alpha * log p)``
+    over a group (0: uniform, the group baseline without std scaling; large: the likeliest reply alone)."""
     sft_coef: float = 0.0
     """Weight of the references' negative log-likelihood added to the loss (per reference, mean over its
     tokens, averaged over the minibatch's episodes); 0 (the default) is GRPO alone."""
@@ -90,8 +101,9 @@ class GRPOConfig(TrainerConfig):
             check_finite("clip_range_high", self.clip_range_high, positive=True)
         check_finite("beta", self.beta, non_negative=True)
         check_finite("sft_coef", self.sft_coef, non_negative=True)
+        check_finite("risk_alpha", self.risk_alpha, non_negative=True)
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
-        check_choice("baseline", self.baseline, ("group", "scst"))
+        check_choice("baseline", self.baseline, ("group", "scst", "risk"))
 
 
 def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -134,6 +146,36 @@ def scst_advantages(
     advantages = groups - greedy
     if scale:
         advantages = advantages / (torch.cat([groups, greedy], dim=1).std(dim=1, keepdim=True) + eps)
+    return advantages.reshape(-1)
+
+
+def risk_advantages(
+    returns: torch.Tensor,
+    sequence_logprobs: torch.Tensor,
+    group_size: int,
+    alpha: float = 1.0,
+    scale: bool = True,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """Minimum-risk advantages: ``G * q_k * (R_k - sum_j q_j R_j)`` within each group of ``G`` replies.
+
+    ``q = softmax(alpha * sequence_logprobs)`` over the group. The expected return ``sum_k q_k R_k``
+    has the gradient ``alpha * q_k * (R_k - sum_j q_j R_j)`` with respect to reply ``k``'s log-probability,
+    so giving every token of reply ``k`` this advantage follows the exact gradient of minimum risk
+    training (Shen et al. 2016) up to a positive constant; ``G`` keeps the scale of the group
+    baseline's advantages (at ``alpha = 0``, ``q`` is uniform and the two agree). With ``scale``, each
+    group is divided by the std of its returns plus ``eps``, as in :func:`group_advantages`.
+
+    >>> returns, logp = torch.tensor([1.0, 0.0, 2.0, 2.0]), torch.log(torch.tensor([0.3, 0.1, 0.5, 0.5]))
+    >>> [round(a, 4) for a in risk_advantages(returns, logp, 2, scale=False).tolist()]  # q = (0.75, 0.25)
+    [0.375, -0.375, 0.0, 0.0]
+    """
+    groups = returns.view(-1, group_size)  # (n_prompts, G)
+    q = torch.softmax(alpha * sequence_logprobs.view(-1, group_size).to(groups), dim=1)  # (n_prompts, G)
+    centred = groups - groups.mean(dim=1, keepdim=True)  # a tied group is exactly 0 (sum q is 1 only to rounding)
+    advantages = group_size * q * (centred - (q * centred).sum(dim=1, keepdim=True))
+    if scale:
+        advantages = advantages / (groups.std(dim=1, keepdim=True) + eps)
     return advantages.reshape(-1)
 
 
@@ -197,6 +239,11 @@ class GRPO(OnPolicyTrainer):
             greedy = batch.extra["greedy_returns"][::g]  # (n_prompts,)
             advantages = scst_advantages(batch.returns.float(), greedy, g, self.config.scale_rewards)  # (B,)
             stats["greedy_reward"] = greedy.mean().item()
+        elif self.config.baseline == "risk":
+            sequence_logprobs = (batch.logprobs * batch.response_mask).sum(1)  # (B,): at rollout time
+            advantages = risk_advantages(
+                batch.returns.float(), sequence_logprobs, g, self.config.risk_alpha, self.config.scale_rewards
+            )
         else:
             advantages = group_advantages(batch.returns.float(), g, self.config.scale_rewards)  # (B,)
         batch.extra["advantages"] = advantages

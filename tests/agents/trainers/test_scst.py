@@ -37,7 +37,7 @@ def test_doctests():
 
 
 def test_baseline_is_checked():
-    with pytest.raises(ValueError, match=r"baseline: expected one of \['group', 'scst'\], got 'greedy'"):
+    with pytest.raises(ValueError, match=r"baseline: expected one of \['group', 'scst', 'risk'\], got 'greedy'"):
         GRPOConfig(baseline="greedy")
 
 
