@@ -49,6 +49,9 @@ class Args:
     group_size: int = field(default=4, metadata={"help": "GRPO replies per prompt"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of GRPO's rollouts"})
     learning_rate: float = field(default=2e-5, metadata={"help": "GRPO AdamW step size"})
+    rl_only_learning_rate: float = field(
+        default=0.0, metadata={"help": "GRPO step size of the RL arm, from the untrained model (0: --learning-rate)"}
+    )
     sft_learning_rate: float = field(default=5e-5, metadata={"help": "AdamW step size of teacher forcing"})
     loss_type: str = field(default="token", metadata={"help": "GRPO loss: token (DAPO) or sequence (GRPO)"})
     clip_range_high: float = field(default=0.0, metadata={"help": "GRPO upper ratio clip (0: the lower one, 0.2)"})
@@ -104,6 +107,12 @@ class Args:
             ("lora", "training all weights"),
         ]:
             check_positive_int_or_zero(name, getattr(self, name), zero)
+        if not (
+            isinstance(self.rl_only_learning_rate, (int, float)) and 0 <= self.rl_only_learning_rate < float("inf")
+        ):
+            raise ValueError(
+                f"rl_only_learning_rate: expected a finite number >= 0 (0: learning_rate), got {self.rl_only_learning_rate!r}."
+            )
         for name in ("temperature", "learning_rate", "sft_learning_rate"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < float("inf")):

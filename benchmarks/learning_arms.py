@@ -58,8 +58,12 @@ class ArmRun:
     selection: dict[str, Any] | None = field(default=None)
 
 
-def make_trainer(args: Args, env_id: str, seed: int) -> GRPO:
-    """The GRPO trainer of every arm: the levers of ``args``, seeded with ``seed``."""
+def make_trainer(args: Args, env_id: str, seed: int, *, rl_only: bool = False) -> GRPO:
+    """The GRPO trainer of every arm: the levers of ``args``, seeded with ``seed``.
+
+    With ``rl_only`` (the ``RL`` arm) it learns from the reward alone: no references' NLL
+    (``sft_coef`` 0), at ``--rl-only-learning-rate`` when given.
+    """
     policy_kwargs = {"lora": {"r": args.lora, "lora_alpha": 2 * args.lora}} if args.lora else {}
     return GRPO(
         args.model,
@@ -69,14 +73,14 @@ def make_trainer(args: Args, env_id: str, seed: int) -> GRPO:
         n_envs=args.n_envs,
         group_size=args.group_size,
         batch_size=min(args.batch_size, args.n_envs),
-        learning_rate=args.learning_rate,
+        learning_rate=(args.rl_only_learning_rate or args.learning_rate) if rl_only else args.learning_rate,
         beta=args.beta,
         baseline=args.baseline,
         temperature=args.temperature,
         loss_type=args.loss_type,
         clip_range_high=args.clip_range_high or None,
         scale_rewards=args.scale_rewards,
-        sft_coef=args.sft_coef,
+        sft_coef=0.0 if rl_only else args.sft_coef,
         risk_alpha=args.risk_alpha,
         seed=seed,
         verbose=0,
@@ -111,7 +115,7 @@ def run_seed(args: Args, env_id: str, seed: int) -> list[ArmRun]:
     alone: RL against more teacher forcing.
     """
     kwargs = env_kwargs_of(args)
-    rl = make_trainer(args, env_id, seed)
+    rl = make_trainer(args, env_id, seed, rl_only=True)
     runs = [ArmRun(env_id, "untrained", seed, play_test(args, rl.policy, env_id, "untrained"))]
     for evaluation in trivial_evaluations(env_id, kwargs, split="test", batch_size=args.eval_batch_size):
         runs.append(ArmRun(env_id, evaluation.label, seed, evaluation))

@@ -123,7 +123,8 @@ def write_outputs(args: Args, report: dict[str, Any]) -> Path:
 def configuration(args: Args) -> str:
     """One paragraph: the budget, selection and every lever of the run."""
     clip = f", upper clip {args.clip_range_high:g}" if args.clip_range_high else ""
-    clip += f", plus {args.sft_coef:g} x the references' NLL" if args.sft_coef else ""
+    clip += f", plus {args.sft_coef:g} x the references' NLL (not in the RL arm)" if args.sft_coef else ""
+    clip += f", RL arm at lr {args.rl_only_learning_rate:g}" if args.rl_only_learning_rate else ""
     risk = f" (alpha {args.risk_alpha:g})" if args.baseline == "risk" else ""
     return (
         f"{args.model}; T = {args.minutes:g} training CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of "

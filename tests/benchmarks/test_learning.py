@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks import learning, learning_args, learning_report
 from benchmarks.common import read_jsonl
+from benchmarks.learning_arms import make_trainer
 
 MARKERS = "# Title\n\n<!-- learning:start -->\nold table\n<!-- learning:end -->\n\nafter\n"
 
@@ -134,6 +135,8 @@ def test_summary_and_intervals_by_hand() -> None:
         (["--beta", "-0.1"], "beta >= 0"),
         (["--temperature", "0"], "temperature: expected a finite positive number"),
         (["--sft-learning-rate", "inf"], "sft_learning_rate"),
+        (["--rl-only-learning-rate", "-1"], "rl_only_learning_rate: expected a finite number >= 0"),
+        (["--baseline", "risk", "--risk-alpha", "-1"], "risk_alpha >= 0"),
     ],
 )
 def test_bad_arguments(flags: list[str], match: str) -> None:
@@ -157,3 +160,16 @@ def test_command_line_names_every_lever_that_differs() -> None:
         "--no-scale-rewards"
     )
     assert learning.parse_args(learning.Args, command.split()[3:]) == args  # the command reproduces the run
+
+
+def test_the_rl_arm_learns_from_the_reward_alone() -> None:
+    """``sft_coef`` adds the references' NLL to supervised+RL's GRPO, never to the RL arm's; its own lr applies."""
+    args = learning.parse_args(
+        learning.Args,
+        ["--model", "tiny", "--tasks", "TextGen-EchoLetter-v0", "--sft-coef", "0.5", "--learning-rate", "1e-4"]
+        + ["--rl-only-learning-rate", "3e-4"],
+    )
+    env_id = args.tasks[0]
+    rl, after_sft = make_trainer(args, env_id, 0, rl_only=True), make_trainer(args, env_id, 0)
+    assert (rl.config.sft_coef, rl.config.learning_rate) == (0.0, 3e-4)
+    assert (after_sft.config.sft_coef, after_sft.config.learning_rate) == (0.5, 1e-4)
