@@ -46,23 +46,9 @@ def test_group_advantages():
     assert group_advantages(torch.tensor([2.0, 0.0]), 2, scale=False).tolist() == [1.0, -1.0]
 
 
-class KeepRollouts(BaseCallback):
-    """Keeps every rollout's batch, to check what was logged about it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self.batches.append(self.locals["batch"])
-
-
-def test_logged_group_statistics_and_kl_match_the_rollouts():
+def test_logged_group_statistics_and_kl_match_the_rollouts(kept_rollouts):
     model = make_grpo(n_envs=8, group_size=4, beta=0.1, learning_rate=1e-2)
-    rollouts = KeepRollouts()
+    rollouts = kept_rollouts
     model.learn(100, callback=rollouts)
     assert len(rollouts.batches) == len(model.history) >= 2
     for i, (batch, row) in enumerate(zip(rollouts.batches, model.history, strict=True)):

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.trainers.grpo import GRPO, GRPOConfig, group_advantages, risk_advantages
 from text_gym.envs.text_gen import TextGenEnv
@@ -51,22 +50,10 @@ def test_risk_alpha_is_checked():
         GRPOConfig(baseline="risk", risk_alpha=math.inf)
 
 
-class KeepBatches(BaseCallback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self.batches.append(self.locals["batch"])
-
-
-def test_the_trainer_weighs_each_reply_by_its_probability_at_rollout_time():
+def test_the_trainer_weighs_each_reply_by_its_probability_at_rollout_time(kept_rollouts):
     env = TextGenEnv(task="copy", tokenizer="tiny", reward="chrf", max_new_tokens=4)
     model = GRPO("tiny", env, n_envs=8, group_size=4, baseline="risk", risk_alpha=0.5, seed=0, verbose=0)
-    keep = KeepBatches()
+    keep = kept_rollouts
     model.learn(64, callback=keep)
     assert len(keep.batches) == len(model.history) >= 2
     for batch in keep.batches:
