@@ -3,7 +3,8 @@
 - A fresh run refuses a folder that holds another run's files (:data:`RUN_FILES`) and says how to
   continue that run (``--resume``) or replace it (``--overwrite``, which removes those files and
   nothing else). Before, a second run silently overwrote the first's model, results and log, and
-  its checkpoint pruning deleted the first run's checkpoints.
+  its checkpoint pruning deleted the first run's checkpoints. A resumed run goes on in the folder
+  its checkpoint lies in; resumed into another folder, that folder must hold no run's files.
 - :class:`RunLock` holds ``<out>/.lock`` (the process id and host) for the whole run, so a
   second live run in the same folder stops at once instead of interleaving ``progress.csv``. A
   lock left by a process that no longer runs (killed, crashed) is taken over, with a note.
@@ -51,8 +52,10 @@ def run_files(out: Path) -> list[Path]:
     return sorted({path for pattern in RUN_FILES for path in out.glob(pattern) if path.is_file()})
 
 
-def check_fresh_folder(out: Path, *, overwrite: bool) -> None:
+def check_fresh_folder(out: Path, *, overwrite: bool, resume: Path | None = None) -> None:
     """Refuse (or, with ``overwrite``, empty of run files) an ``--out`` that holds another run's files.
+
+    ``resume`` is the checkpoint of a run resumed from another folder (the message says so).
 
     Raises:
         RunFolderError: ``out`` is a file, or holds run files and ``overwrite`` is False.
@@ -66,6 +69,12 @@ def check_fresh_folder(out: Path, *, overwrite: bool) -> None:
             path.unlink(missing_ok=True)
         return
     shown = ", ".join(str(p.relative_to(out)) for p in found[:5]) + (", ..." if len(found) > 5 else "")
+    if resume is not None:
+        home = resume.parent.parent if resume.parent.name == "checkpoints" else resume.parent
+        raise RunFolderError(
+            f"--out {out} holds another run's files ({shown}), and --resume {resume} is not one of them: resume "
+            f"into the run's own folder (--out {home}) or an empty one, or replace those files with --overwrite."
+        )
     saved = next((out / name for name in ("interrupted.zip", "model.zip") if (out / name).is_file()), None)
     cont = f"continue it with --resume {saved}, " if saved else ""
     raise RunFolderError(
@@ -144,13 +153,16 @@ def clean_strays(out: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def claimed_folder(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
+def claimed_folder(out: Path, *, resume: Path | None, overwrite: bool) -> Iterator[None]:
     """Hold ``out`` for a run: locked, free of another run's files when fresh, cleaned of strays at exit.
 
+    A run resumed from ``resume`` (a checkpoint) goes on among its own files when the checkpoint
+    lies in ``out``; from anywhere else, ``out`` is claimed as by a fresh run.
     Under ``accelerate`` only the main process (``RANK`` 0) claims it: the others write nothing there.
 
     Raises:
-        RunFolderError: Another live run holds ``out``, or a fresh run finds another run's files there.
+        RunFolderError: Another live run holds ``out``, or a fresh run (or one resumed from another
+            folder) finds another run's files there.
     """
     if int(os.environ.get("RANK", "0")) != 0:
         yield
@@ -158,8 +170,10 @@ def claimed_folder(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None
     _check_folder(out)
     with RunLock(out):
         try:
-            if not resume:
+            if resume is None:
                 check_fresh_folder(out, overwrite=overwrite)
+            elif not resume.resolve().is_relative_to(out.resolve()):
+                check_fresh_folder(out, overwrite=overwrite, resume=resume)
             yield
         finally:
             clean_strays(out)

@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)  # on --resume, the run's settings come from the checkpoint
     if int(os.environ.get("RANK", "0")) == 0:  # say something at once: loading and evaluating take minutes
         print(start_line(args), flush=True)
-    with claimed_folder(Path(args.out), resume=bool(args.resume), overwrite=args.overwrite):
+    resume = Path(args.resume) if args.resume else None
+    with claimed_folder(Path(args.out), resume=resume, overwrite=args.overwrite):
         return _train(args)
 
 

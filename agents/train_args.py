@@ -301,7 +301,8 @@ def _add_run_arguments(group: Any) -> None:
     group.add_argument(
         "--overwrite",
         action="store_true",
-        help="a fresh run in an --out that holds another run's files removes them (default: refuse)",
+        help="a fresh run, or one resumed from another folder's checkpoint, in an --out that holds another "
+        "run's files removes them (default: refuse)",
     )
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     group.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK}")

@@ -40,6 +40,25 @@ def test_a_fresh_run_refuses_a_folder_with_another_runs_files(tmp_path, capsys):
         assert exit_info.value.code == 2 and "--out: expected a folder" in capsys.readouterr().err
 
 
+def test_a_run_resumed_from_another_folder_does_not_mix_with_the_run_in_out(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    main([*ECHO, "--steps", "8", "--checkpoint-minutes", "1e-9", "--out", str(first)])
+    main([*ECHO, "--steps", "8", "--seed", "1", "--out", str(second)])
+    kept = (second / "model.zip").read_bytes()
+    checkpoint = sorted((first / "checkpoints").glob("*.zip"))[-1]
+    for saved in (first / "model.zip", checkpoint):  # either way, the run's own folder is a
+        with pytest.raises(
+            RunFolderError, match=rf"--out {second} holds another run's files \(.*\), and --resume {saved} is not"
+        ) as info:
+            main(["--resume", str(saved), "--steps", "8", "--out", str(second)])
+        assert f"resume into the run's own folder (--out {first}) or an empty one" in str(info.value)
+    assert (second / "model.zip").read_bytes() == kept and not (second / ".lock").exists()
+    fresh = main(["--resume", str(first / "model.zip"), "--steps", "8", "--out", str(tmp_path / "c"), "--no-progress"])
+    assert fresh["total_train_tokens"] > 8  # resumed into an empty folder: goes on from the checkpoint's tokens
+    main(["--resume", str(first / "model.zip"), "--steps", "8", "--out", str(second), "--overwrite", "--no-progress"])
+    assert (second / "model.zip").read_bytes() != kept
+
+
 def test_a_live_run_locks_its_folder_and_a_dead_ones_lock_is_taken_over(tmp_path, capsys):
     out = tmp_path / "run"
     second = f"from pathlib import Path; from agents.run_folder import RunLock; RunLock(Path({str(out)!r})).__enter__()"
