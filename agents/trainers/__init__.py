@@ -40,7 +40,8 @@ One GRPO iteration, file by file (``GRPO.learn(n)``: four files, and two helpers
    ``RolloutBatch`` with the rollout's log-probs, its ``group_size`` and its ``seeds``.
 3. ``grpo.py``: ``collect_rollouts`` adds, with ``baseline="scst"``, the greedy replies' returns.
    Then ``on_policy.py``'s ``train`` calls ``grpo.py``'s ``_prepare``: ``group_advantages`` over
-   the batch's groups (``scst_advantages`` or ``risk_advantages`` with those baselines) and, with ``beta > 0``, the reference's log-probs (``reference.py``).
+   the batch's groups (``scst_advantages`` or ``risk_advantages`` with those baselines) and,
+   with ``beta > 0``, the reference's log-probs (``reference.py``).
 4. ``on_policy.py``: epochs of minibatches that keep groups whole (``minibatch_order``); each
    micro-batch's loss is ``grpo.py``'s ``_loss``: ``_score`` runs ``scoring.py``'s
    ``score_tokens``, ``losses.py``'s ``clipped_surrogate`` clips the ratios and the k3 KL is

@@ -83,7 +83,7 @@ class GRPOConfig(TrainerConfig):
     reply weighted by its probability (minimum risk training, :func:`risk_advantages`)."""
     risk_alpha: float = 1.0
     """``baseline="risk"``: the sharpness of the renormalisation, ``q = softmax(risk_alpha * log p)``
-    over a group (0: uniform, the group baseline without std scaling; large: the likeliest reply alone)."""
+    over a group (0: uniform, which is the group baseline; large: the likeliest reply alone)."""
     sft_coef: float = 0.0
     """Weight of the references' negative log-likelihood added to the loss (per reference, mean over its
     tokens, averaged over the minibatch's episodes); 0 (the default) is GRPO alone."""
