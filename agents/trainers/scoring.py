@@ -186,8 +186,9 @@ def packed_prefill(
 
     A rollout's first forward runs every prompt, padded to the longest: a quarter of SequencePPO's
     prefill was padding (issue 16). Here the real tokens run packed (:func:`pack_episodes`, no
-    replies), and each prompt's keys and values go back to its row of the left-padded layout
-    (the padding columns hold copies of real ones, which the attention mask hides).
+    replies, the prompts' shared first tokens once per row), and each prompt's keys and values go
+    back to its row of the left-padded layout (the padding columns hold copies of real ones, which
+    the attention mask hides).
 
     Args:
         model: The actor-critic.
@@ -200,19 +201,18 @@ def packed_prefill(
         ``(n, heads, Lp, head_dim)`` per layer, as a ``DynamicCache`` (or an (actor, critic) pair);
         None when the model or the cache cannot be packed (then run the padded prompts).
     """
-    n, width = prompt_ids.shape
+    n = prompt_ids.shape[0]
     reply = torch.ones(
         n, 1, dtype=torch.long, device=prompt_ids.device
     )  # a 1-token reply: index = the last prompt token
     if not can_pack(model, SimpleNamespace(prompt_mask=prompt_mask, response_mask=reply)):
         return None
-    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens)
+    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens, share_prefix=True)
     inputs = {"position_ids": packed.position_ids, "use_cache": True, "compute_logits": False}
     out = model(packed.input_ids, packed.attention_mask, **inputs)  # hidden (R, W, H), values (R, W) or None
     if not can_preallocate(out.cache):
         return None
-    last = packed.index[:, 0]  # (n,) flat index of each prompt's last token
-    columns = (last[:, None] - torch.arange(width - 1, -1, -1, device=last.device)).clamp(min=0)  # (n, Lp)
+    last, columns = packed.index[:, 0], packed.prompt_columns  # (n,) each prompt's last token, (n, Lp) every one
     for cache in out.cache if isinstance(out.cache, tuple) else (out.cache,):
         for layer in cache.layers:
             rows, heads, length, dim = layer.keys.shape

@@ -42,6 +42,14 @@ GROUPED = [  # two prompts, three replies each, of every length from 1 to 5
     ([20, 21, 22, 23, 24, 25], [33, 34, 35, 36, 37]),
 ]
 MIXED = [([40], [41, 42, 43]), ([44, 45, 46, 47], [48]), ([49, 3, 4], [5, 6, 7, 8, 9])]  # every prompt its own
+PREFIXED = [  # prompts that share their first tokens (a chat template's system turn), in groups of 2
+    ([5, 6, 7, 8], [9, 10, 11]),
+    ([5, 6, 7, 8], [12]),
+    ([5, 6, 7, 30, 31, 32], [33, 34, 35, 36, 37]),
+    ([5, 6, 7, 30, 31, 32], [38, 39]),
+    ([5, 6, 7, 40, 41], []),
+    ([5, 6, 7, 40, 41], [42, 43, 44]),
+]
 
 
 def scores_and_grads(model, batch, **kwargs):
@@ -63,6 +71,10 @@ def scores_and_grads(model, batch, **kwargs):
         ("separate", GROUPED, 3, 512),
         ("shared", MIXED, 1, 512),
         ("separate", MIXED, 1, 6),
+        ("shared", PREFIXED, 2, 512),  # the prefix 5, 6, 7 once
+        ("separate", PREFIXED, 2, 6),  # once per row
+        ("shared", PREFIXED, 1, 512),
+        ("shared", PREFIXED[:2], 1, 512),  # one prompt is the whole shared prefix but its last token
     ],
 )
 def test_packed_scoring_equals_the_padded_path(critic, rows, group_size, row_tokens):
@@ -105,6 +117,37 @@ def test_pack_episodes_drops_padding_and_shares_each_prompt():
     mask = packed.attention_mask[0, 0]
     assert mask[7, :3].all() and not mask[7, 3:7].any()  # the second reply sees the prompt, not the first reply
     assert not mask[8:, :8].any()  # the second group (from column 8) sees nothing of the first
+
+
+def test_pack_episodes_runs_the_prompts_shared_prefix_once_per_row():
+    batch = batch_of(PREFIXED, reply_width=5)
+    args = (batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, 2)
+    whole = pack_episodes(*args)
+    packed = pack_episodes(*args, share_prefix=True)
+    # groups' prompts 4 + 6 + 5 tokens, replies without their last token 2 + 0 + 4 + 1 + 0 + 2: 24
+    # tokens; sharing 5, 6, 7 saves 3 x 3 - 3
+    assert whole.input_ids.shape == (1, 24) and packed.input_ids.shape == (1, 18)
+    assert packed.input_ids[0, :6].tolist() == [5, 6, 7, 8, 9, 10]
+    assert packed.position_ids[0, :6].tolist() == [0, 1, 2, 3, 4, 5]
+    assert packed.index[0, :3].tolist() == [3, 4, 5]  # the group's prompt's last token, then the reply
+    mask = packed.attention_mask[0, 0]
+    assert mask[:3, :3].equal(torch.ones(3, 3, dtype=torch.bool).tril())  # the prefix, causally
+    assert mask[3:, :3].all()  # every later token, of every group, sees the whole prefix
+    assert not mask[6:, 3:6].any()  # the other groups do not see the first group's tokens
+    assert (
+        pack_episodes(*args[:4], 1, share_prefix=True).input_ids.shape[1]
+        < pack_episodes(*args[:4], 1).input_ids.shape[1]
+    )
+    one_prompt = batch_of(PREFIXED[:1])
+    single = pack_episodes(
+        one_prompt.prompt_ids,
+        one_prompt.prompt_mask,
+        one_prompt.response_ids,
+        one_prompt.response_mask,
+        1,
+        share_prefix=True,
+    )
+    assert single.input_ids[0].tolist() == [5, 6, 7, 8, 9, 10]  # nothing to share with: as before
 
 
 def test_can_pack_needs_sdpa_a_prompt_and_replies_that_start_at_column_0():

@@ -70,8 +70,15 @@ def test_preallocate_refuses_other_caches():
         preallocate(object(), 4)
 
 
-def test_packed_prefill_gives_the_padded_prefill_and_decoding(model):
-    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12], [0, 0, 0, 0, 13]])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [[0, 0, 5, 6, 7], [8, 9, 10, 11, 12], [0, 0, 0, 0, 13]],
+        [[0, 5, 6, 7, 8], [5, 6, 7, 9, 10], [0, 0, 5, 6, 11]],  # 5, 6 shared by all: run once
+    ],
+)
+def test_packed_prefill_gives_the_padded_prefill_and_decoding(model, ids):
+    ids = torch.tensor(ids)
     mask = (ids > 0).long()
     with torch.no_grad():
         padded = model(ids, mask, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1)
