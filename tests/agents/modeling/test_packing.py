@@ -93,15 +93,16 @@ def test_packed_scoring_equals_the_padded_path(critic, rows, group_size, row_tok
         torch.testing.assert_close(packed[3][name], grad, atol=1e-5, rtol=1e-4)
 
 
-def test_packed_scoring_through_a_transformers_reference_and_lora():
+@pytest.mark.parametrize(("rows", "group_size"), [(GROUPED, 3), (PREFIXED, 2)])
+def test_packed_scoring_through_a_transformers_reference_and_lora(rows, group_size):
     policy = LMActorCritic("tiny", device="cpu", dtype=torch.float32, lora={"r": 4})
-    batch = batch_of(GROUPED)
+    batch = batch_of(rows)
     with torch.no_grad():
         with policy.reference():
-            a = score_tokens(policy, batch, vocab_limit=50, group_size=3)[0]
-            b = score_tokens(policy, batch, vocab_limit=50, group_size=3, pack=False)[0]
+            a = score_tokens(policy, batch, vocab_limit=50, group_size=group_size)[0]
+            b = score_tokens(policy, batch, vocab_limit=50, group_size=group_size, pack=False)[0]
         reference = policy.lm.get_base_model()
-        c = score_tokens(reference, batch, vocab_limit=50, group_size=3)[0]
+        c = score_tokens(reference, batch, vocab_limit=50, group_size=group_size)[0]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c, b, atol=1e-5, rtol=1e-5)
 
