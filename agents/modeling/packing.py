@@ -13,9 +13,9 @@ stays small next to the matmuls), and positions restart at 0 for each prompt, so
 every real position the hidden state it has in the padded layout. ``PackedEpisodes.index`` says
 where the state that predicts each reply token sits.
 
-With ``share_prefix=True`` the first tokens that every prompt of the batch shares (a chat
-template's system turn: 24 of SmolLM2's 39 tokens on an average ``TextGen-v0`` prompt) run once
-per row instead of once per group, and every token of the row sees them: the tree gains a root. The padded path
+The first tokens that every prompt of the batch shares (a chat template's system turn: 24 of
+SmolLM2's 39 tokens on an average ``TextGen-v0`` prompt) run once per row instead of once per
+group, and every token of the row sees them: the tree gains a root. The padded path
 (:func:`agents.trainers.scoring.score_tokens` with ``pack=False``) stays for models wrapped by
 ``accelerate``; both are tested equal.
 """
@@ -88,7 +88,6 @@ def packed_hidden_states(
     batch: Any,
     group_size: int = 1,
     row_tokens: int = DEFAULT_ROW_TOKENS,
-    share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The hidden state ``(B, T, H)`` (and value ``(B, T)`` or None) that predicts each reply token of ``batch``.
 
@@ -100,16 +99,9 @@ def packed_hidden_states(
         batch: Prompt and response ids and masks (``agents.trainers.rollout.RolloutBatch``).
         group_size: As in :func:`pack_episodes`.
         row_tokens: As in :func:`pack_episodes`.
-        share_prefix: As in :func:`pack_episodes`.
     """
     packed = pack_episodes(
-        batch.prompt_ids,
-        batch.prompt_mask,
-        batch.response_ids,
-        batch.response_mask,
-        group_size,
-        row_tokens,
-        share_prefix=share_prefix,
+        batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, group_size, row_tokens
     )
     width = packed.input_ids.shape[1]
     inputs = {"attention_mask": packed.attention_mask, "position_ids": packed.position_ids}
@@ -125,7 +117,7 @@ def pack_episodes(
     response_mask: torch.Tensor,
     group_size: int = 1,
     row_tokens: int = DEFAULT_ROW_TOKENS,
-    share_prefix: bool = False,
+    share_prefix: bool = True,
 ) -> PackedEpisodes:
     """Pack episodes into rows of real tokens; consecutive groups of ``group_size`` share their prompt.
 
@@ -140,7 +132,7 @@ def pack_episodes(
             about equal length.
         share_prefix: Run the first tokens common to every prompt once at the start of each row
             (each group keeps at least its prompt's last token); False: every group holds its
-            whole prompt.
+            whole prompt, as before.
 
     Returns:
         The :class:`PackedEpisodes`.
@@ -162,12 +154,11 @@ def pack_episodes(
     position_ids = torch.zeros(len(rows), width, dtype=torch.long)
     unit_ids = torch.full((len(rows), width), PADDING, dtype=torch.long)  # padding after the row's end
     branch_ids = torch.zeros(len(rows), width, dtype=torch.long)
-    start_of, row_start_of = {}, {}  # unit -> flat index of its first token, of its row's first
+    start_of = {}  # unit -> flat index of its first token
     for r, row in enumerate(rows):
         input_ids[r, :c], position_ids[r, :c], unit_ids[r, :c] = prefix, torch.arange(c), SHARED
         column = c
         for u in row:
-            row_start_of[u] = r * width
             ids, pos, branch = units[u]
             end = column + ids.shape[0]
             input_ids[r, column:end], position_ids[r, column:end] = ids, pos
@@ -178,10 +169,10 @@ def pack_episodes(
         [[start_of[row // group_size] + offset for offset in reads[row]] for row in range(b)], dtype=torch.long
     ).reshape(b, t)
     lp = prompt_ids.shape[1]
-    prompt_columns = torch.empty(len(units), lp, dtype=torch.long)
-    for g, prompt in enumerate(prompts):
-        k = (torch.arange(lp) - (lp - prompt.shape[0])).clamp(min=0)  # (Lp,) the prompt's token in each column
-        prompt_columns[g] = torch.where(k < c, row_start_of[g] + k, start_of[g] + k - c)
+    starts = torch.tensor([start_of[g] for g in range(len(units))])[:, None]  # (G, 1)
+    lengths = torch.tensor([prompt.shape[0] for prompt in prompts])[:, None]  # (G, 1)
+    k = (torch.arange(lp)[None] - (lp - lengths)).clamp(min=0)  # (G, Lp): the prompt's token in each column
+    prompt_columns = torch.where(k < c, starts - starts % width + k, starts + k - c)  # the prefix: its row's
     return PackedEpisodes(
         input_ids.to(device),
         tree_attention_mask(unit_ids, branch_ids).to(device),

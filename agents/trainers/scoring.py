@@ -207,7 +207,7 @@ def packed_prefill(
     )  # a 1-token reply: index = the last prompt token
     if not can_pack(model, SimpleNamespace(prompt_mask=prompt_mask, response_mask=reply)):
         return None
-    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens, share_prefix=True)
+    packed = pack_episodes(prompt_ids, prompt_mask, reply, reply, 1, row_tokens)
     inputs = {"position_ids": packed.position_ids, "use_cache": True, "compute_logits": False}
     out = model(packed.input_ids, packed.attention_mask, **inputs)  # hidden (R, W, H), values (R, W) or None
     if not can_preallocate(out.cache):

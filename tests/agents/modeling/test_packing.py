@@ -123,8 +123,8 @@ def test_pack_episodes_drops_padding_and_shares_each_prompt():
 def test_pack_episodes_runs_the_prompts_shared_prefix_once_per_row():
     batch = batch_of(PREFIXED, reply_width=5)
     args = (batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, 2)
-    whole = pack_episodes(*args)
-    packed = pack_episodes(*args, share_prefix=True)
+    whole = pack_episodes(*args, share_prefix=False)
+    packed = pack_episodes(*args)
     # groups' prompts 4 + 6 + 5 tokens, replies without their last token 2 + 0 + 4 + 1 + 0 + 2: 24
     # tokens; sharing 5, 6, 7 saves 3 x 3 - 3
     assert whole.input_ids.shape == (1, 24) and packed.input_ids.shape == (1, 18)
@@ -136,8 +136,8 @@ def test_pack_episodes_runs_the_prompts_shared_prefix_once_per_row():
     assert mask[3:, :3].all()  # every later token, of every group, sees the whole prefix
     assert not mask[6:, 3:6].any()  # the other groups do not see the first group's tokens
     assert (
-        pack_episodes(*args[:4], 1, share_prefix=True).input_ids.shape[1]
-        < pack_episodes(*args[:4], 1).input_ids.shape[1]
+        pack_episodes(*args[:4], 1).input_ids.shape[1]
+        < pack_episodes(*args[:4], 1, share_prefix=False).input_ids.shape[1]
     )
     one_prompt = batch_of(PREFIXED[:1])
     single = pack_episodes(
@@ -146,7 +146,6 @@ def test_pack_episodes_runs_the_prompts_shared_prefix_once_per_row():
         one_prompt.response_ids,
         one_prompt.response_mask,
         1,
-        share_prefix=True,
     )
     assert single.input_ids[0].tolist() == [5, 6, 7, 8, 9, 10]  # nothing to share with: as before
 

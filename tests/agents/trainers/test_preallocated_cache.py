@@ -71,18 +71,19 @@ def test_preallocate_refuses_other_caches():
 
 
 @pytest.mark.parametrize(
-    "ids",
+    ("ids", "row_tokens"),
     [
-        [[0, 0, 5, 6, 7], [8, 9, 10, 11, 12], [0, 0, 0, 0, 13]],
-        [[0, 5, 6, 7, 8], [5, 6, 7, 9, 10], [0, 0, 5, 6, 11]],  # 5, 6 shared by all: run once
+        ([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12], [0, 0, 0, 0, 13]], 512),
+        ([[0, 5, 6, 7, 8], [5, 6, 7, 9, 10], [0, 0, 5, 6, 11]], 512),  # 5, 6 shared by all: run once
+        ([[0, 5, 6, 7, 8], [5, 6, 7, 9, 10], [0, 0, 5, 6, 11]], 2),  # once in each of several rows
     ],
 )
-def test_packed_prefill_gives_the_padded_prefill_and_decoding(model, ids):
+def test_packed_prefill_gives_the_padded_prefill_and_decoding(model, ids, row_tokens):
     ids = torch.tensor(ids)
     mask = (ids > 0).long()
     with torch.no_grad():
         padded = model(ids, mask, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1)
-        logits, values, cache = packed_prefill(model, ids, mask)
+        logits, values, cache = packed_prefill(model, ids, mask, row_tokens)
         torch.testing.assert_close(logits, padded.logits, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(values, padded.values, atol=1e-5, rtol=1e-5)
         token, mask = torch.tensor([[20], [21], [22]]), torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1)
