@@ -170,7 +170,8 @@ def task_tables(report: dict[str, Any], env: str) -> tuple[str, str, str]:
 
 def markdown(args: Args, report: dict[str, Any]) -> str:
     """The ``<name>.md`` body: the configuration, then per task the summary, intervals and per-seed rows."""
-    parts = [f"`{report['command']}`", configuration(args)]
+    command = report["command"]  # several lines when benchmarks.learning_merge joined runs
+    parts = [f"```\n{command}\n```" if "\n" in command else f"`{command}`", configuration(args)]
     for env in args.tasks:
         per_seed, summary, found = task_tables(report, env)
         parts += [f"## {env}", summary, _INTERVALS_NOTE, found, "Per seed (test split):", per_seed]

@@ -1,0 +1,109 @@
+"""One learning report from runs that differ only in their seeds: one process per core, one report.
+
+    python -m benchmarks.learning --seeds 0 --name run_s0 --out results/run ... &   # one per core
+    python -m benchmarks.learning --seeds 1 --name run_s1 --out results/run ... &
+    python -m benchmarks.learning_merge --runs results/run/run_s0.json results/run/run_s1.json --name run
+
+The budget of :mod:`benchmarks.learning` is process CPU time, so seeds run side by side on two
+cores train as long as seeds run one after another. This checks that the runs share every
+argument but ``seeds`` (and where they wrote), that no seed repeats, then writes the report one
+run with all their seeds would have written: per-seed rows as recorded, mean and spread, paired
+bootstrap intervals over every seed and test prompt, the plot, a line in ``learning_runs.jsonl``
+and, with ``--readme``, the README section. The report's command lists each run's command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from benchmarks import learning_report
+from benchmarks.common import append_jsonl, parse_args, writable_folder
+from benchmarks.learning import RUNS_LOG
+from benchmarks.learning_args import Args, command_line
+
+PER_RUN = ("seeds", "name", "out", "readme", "save")
+"""Arguments that may differ between the merged runs; every other one must be equal."""
+
+
+@dataclass
+class MergeArgs:
+    """Arguments of the merge: the runs' JSON reports, and where the merged report goes."""
+
+    runs: list = field(default_factory=list, metadata={"help": "the runs' <name>.json reports (two or more)"})
+    name: str = field(default="learning", metadata={"help": "output file stem of the merged report"})
+    out: str = field(default="benchmarks/results", metadata={"help": "folder for the merged report"})
+    readme: str = field(default="", metadata={"help": "rewrite this file's learning section ('' : none)"})
+
+    def __post_init__(self) -> None:
+        if len(self.runs) < 2:
+            raise ValueError(f"runs: expected two or more <name>.json reports of benchmarks.learning, got {self.runs}.")
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """Read one run's ``<name>.json``; a clear error when it is not a learning benchmark's report."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: expected a benchmarks.learning report (JSON), could not read it: {error}") from None
+    keys = {"args", "rows", "git_sha", "command"}
+    if not isinstance(record, dict) or not keys <= set(record) or not isinstance(record["args"], dict):
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path}: expected a benchmarks.learning report with keys {sorted(keys)}, got {found}.")
+    known = {f.name for f in fields(Args)}
+    if set(record["args"]) != known:
+        raise ValueError(
+            f"{path}: expected the arguments of this version's benchmarks.learning, got unknown "
+            f"{sorted(set(record['args']) - known)} and missing {sorted(known - set(record['args']))}."
+        )
+    return record
+
+
+def merged_args(runs: list[dict[str, Any]], paths: list[str], merge: MergeArgs) -> Args:
+    """The arguments of one run with every run's seeds; raises ValueError where the runs differ otherwise."""
+    first = runs[0]["args"]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        for key, value in run["args"].items():
+            if key not in PER_RUN and value != first[key]:
+                raise ValueError(
+                    f"{path}: expected the configuration of {paths[0]} but for the seeds, got {key}={value!r} "
+                    f"instead of {first[key]!r}."
+                )
+    seeds = [seed for run in runs for seed in run["args"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected every seed in one run only, got seeds {seeds} from {paths}.")
+    args = Args(**{**first, "quick": False})  # checks the stored values as if given on the command line
+    args.quick = first["quick"]  # set after: __post_init__ would apply the --quick preset over them again
+    args.seeds, args.name, args.out, args.readme, args.save = seeds, merge.name, merge.out, merge.readme, ""
+    return args
+
+
+def merge_reports(merge: MergeArgs) -> dict[str, Any]:
+    """Build and write the merged report; returns it (``rows``, ``summary``, ``intervals``, ``sources``)."""
+    runs = [load_run(path) for path in merge.runs]
+    args = merged_args(runs, [str(p) for p in merge.runs], merge)
+    folder = writable_folder(merge.out)  # checked before any file is written
+    rows = [row for run in runs for row in run["rows"]]
+    rows.sort(key=lambda row: (args.tasks.index(row["env"]), args.seeds.index(row["seed"])))  # stable: arms keep order
+    merge_command = f"python -m benchmarks.learning_merge --runs {' '.join(map(str, merge.runs))} --name {merge.name}"
+    report = {
+        "command": "\n".join([*(run["command"] for run in runs), merge_command]),
+        "rows": rows,
+        "summary": learning_report.summarize(rows),
+        "intervals": learning_report.intervals(rows),
+        "sources": [
+            {"path": str(path), "git_sha": run["git_sha"], "date": run.get("date"), "command": run["command"]}
+            for path, run in zip(merge.runs, runs, strict=True)
+        ],
+        "equivalent command": command_line(args),
+    }
+    learning_report.write_outputs(args, report)
+    append_jsonl(folder / RUNS_LOG, learning_report.headline(args, report))
+    return report
+
+
+if __name__ == "__main__":
+    merge_reports(parse_args(MergeArgs, sys.argv[1:]))
