@@ -72,6 +72,18 @@ def test_merged_report_has_every_seed_and_intervals_over_them(seed_run: dict, tm
     assert record["status"] == "ok" and record["name"] == "merged" and record["args"]["seeds"] == [1, 0]
 
 
+def test_an_argument_a_run_predates_counts_as_its_default(seed_run: dict, tmp_path: Path) -> None:
+    older = _as_seed(seed_run, 1, 0.0)
+    del older["args"]["rl_only_learning_rate"]  # as if recorded before the flag existed (its default: 0)
+    paths = _write(tmp_path, [seed_run, older])
+    report = learning_merge.merge_reports(learning_merge.MergeArgs(runs=paths, out=str(tmp_path)))
+    assert len(report["rows"]) == 14
+    older["args"]["rl_only_learning_rate"] = 1e-3  # but a different value is a different configuration
+    paths = _write(tmp_path, [seed_run, older])
+    with pytest.raises(ValueError, match="got rl_only_learning_rate=0.001 instead of 0"):
+        learning_merge.merge_reports(learning_merge.MergeArgs(runs=paths, out=str(tmp_path)))
+
+
 def _changed(record: dict, **args: object) -> dict:
     other = _as_seed(record, 1, 0.0)
     other["args"].update(args)
@@ -85,7 +97,7 @@ def _changed(record: dict, **args: object) -> dict:
         (lambda r: _changed(r, baseline="risk"), r"got baseline='risk' instead of 'group'"),
         (lambda r: copy.deepcopy(r), r"expected every seed in one run only, got seeds \[0, 0\]"),
         (lambda r: {"rows": []}, r"expected a benchmarks.learning report with keys"),
-        (lambda r: _changed(r, lever=1), r"got unknown \['lever'\]"),
+        (lambda r: _changed(r, lever=1), r"got unknown \[.lever.\]"),
     ],
 )
 def test_runs_that_differ_beyond_their_seeds_are_refused(seed_run: dict, tmp_path: Path, second, match: str) -> None:
