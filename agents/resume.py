@@ -29,7 +29,7 @@ ALGOS: dict[str, type[TrainerBase]] = {"grpo": GRPO, "ppo": SequencePPO}
 CHECKPOINT_FLAGS = (
     "algo", "model", "lora", "env", "task", "reward", "max_new_tokens", "max_prompt_tokens", "prompt_truncation",
     "n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "kl", "temperature", "seed",
-    "warm_start_tokens", "warm_start_lr", "baseline", "sft_coef", "risk_alpha",
+    "warm_start_tokens", "warm_start_lr", "baseline", "sft_coef", "risk_alpha", "candidates",
 )  # fmt: skip
 """The settings ``--resume`` takes from the checkpoint (``warm_start_*``: the warm start is over)."""
 
@@ -66,6 +66,7 @@ def checkpoint_settings(path: str | Path) -> dict[str, Any]:
         saved["baseline"] = config.get("baseline", "group")
         saved["sft_coef"] = config.get("sft_coef", 0.0)
         saved["risk_alpha"] = config.get("risk_alpha", 1.0)
+        saved["candidates"] = config.get("candidates", "sample")
     for name in ("n_envs", "group_size", "learning_rate", "n_epochs", "batch_size", "temperature"):
         if name in config and (name != "group_size" or algo == "grpo"):
             saved[name] = config[name]

@@ -76,6 +76,7 @@ def build_trainer(args: argparse.Namespace, accelerator: Any = None) -> TrainerB
         kwargs["baseline"] = args.baseline
         kwargs["sft_coef"] = args.sft_coef
         kwargs["risk_alpha"] = args.risk_alpha
+        kwargs["candidates"] = args.candidates
         if args.kl is not None:
             kwargs["beta"] = args.kl
     elif args.kl is not None:

@@ -164,6 +164,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--baseline {args.baseline} is GRPO's; --algo {args.algo} has a critic for its baseline.")
     if "risk_alpha" in args.given and args.baseline != "risk":
         parser.error(f"--risk-alpha weighs --baseline risk's replies; expected --baseline risk, got {args.baseline}.")
+    if args.candidates != "sample" and args.algo != "grpo":
+        parser.error(f"--candidates {args.candidates} is GRPO's; expected --algo grpo, got --algo {args.algo}.")
     if args.sft_coef and args.algo != "grpo":
         parser.error(f"--sft-coef is GRPO's; expected --algo grpo, got --algo {args.algo}.")
     return args
@@ -231,6 +233,13 @@ def _add_training_arguments(group: Any) -> None:
         type=non_negative_float,
         default=1.0,
         help="--baseline risk: q = softmax(alpha * log p) over a group's replies (0: uniform)",
+    )
+    group.add_argument(
+        "--candidates",
+        choices=["sample", "beam"],
+        default="sample",
+        help="GRPO: a group's replies are sampled, or beam: the policy's group-size-best beam-search replies "
+        "(the n-best lists of minimum risk training, Edunov et al. 2018; meant for --baseline risk)",
     )
     group.add_argument(
         "--sft-coef",

@@ -45,6 +45,10 @@ class Args:
     risk_alpha: float = field(
         default=1.0, metadata={"help": "--baseline risk: q = softmax(alpha * log p) over a group's replies"}
     )
+    candidates: str = field(
+        default="sample",
+        metadata={"help": "GRPO's replies: sample, or beam (the group-size-best beam-search replies, Edunov et al.)"},
+    )
     beta: float = field(default=0.0, metadata={"help": "GRPO KL coefficient to the reference (the warm start, if any)"})
     group_size: int = field(default=4, metadata={"help": "GRPO replies per prompt"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of GRPO's rollouts"})
@@ -99,6 +103,7 @@ class Args:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: expected distinct seeds, got {self.seeds}.")
         check_choice("baseline", self.baseline, ("group", "scst", "risk"))
+        check_choice("candidates", self.candidates, ("sample", "beam"))
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_positive_ints(self, "n_envs", "group_size", "batch_size", "beams", "eval_batch_size")
         for name, zero in [

@@ -82,6 +82,7 @@ def make_trainer(args: Args, env_id: str, seed: int, *, rl_only: bool = False) -
         scale_rewards=args.scale_rewards,
         sft_coef=0.0 if rl_only else args.sft_coef,
         risk_alpha=args.risk_alpha,
+        candidates=args.candidates,
         seed=seed,
         verbose=0,
     )

@@ -126,6 +126,7 @@ def configuration(args: Args) -> str:
     clip += f", plus {args.sft_coef:g} x the references' NLL (not in the RL arm)" if args.sft_coef else ""
     clip += f", RL arm at lr {args.rl_only_learning_rate:g}" if args.rl_only_learning_rate else ""
     risk = f" (alpha {args.risk_alpha:g})" if args.baseline == "risk" else ""
+    risk += ", over beam-search n-best replies" if args.candidates == "beam" else ""
     return (
         f"{args.model}; T = {args.minutes:g} training CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of "
         f"teacher forcing at lr {args.sft_learning_rate:g}, then GRPO); seeds {', '.join(map(str, args.seeds))}. "

@@ -44,6 +44,7 @@ LEVERS = (
     "scale_rewards",
     "sft_coef",
     "risk_alpha",
+    "candidates",
     "n_envs",
     "batch_size",
 )

@@ -32,13 +32,17 @@ training (Shen et al. 2016; Edunov et al. 2018): the expected reward under ``q``
 probabilities renormalised over the group (``softmax(risk_alpha * log p(reply))``), is maximised,
 so the update moves probability among the candidates the model already finds likely, where a
 greedy decode looks, rather than spreading it over every sample alike (:func:`risk_advantages`).
+With ``candidates="beam"`` those candidates are the policy's beam-search n-best list instead of
+samples, as in Edunov et al. (:mod:`agents.trainers.candidates`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -46,6 +50,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.trainers.candidates import beam_candidates
 from agents.trainers.config import TrainerConfig
 from agents.trainers.envs import make_trainer_envs
 from agents.trainers.interrupts import Stop
@@ -87,6 +92,10 @@ class GRPOConfig(TrainerConfig):
     sft_coef: float = 0.0
     """Weight of the references' negative log-likelihood added to the loss (per reference, mean over its
     tokens, averaged over the minibatch's episodes); 0 (the default) is GRPO alone."""
+    candidates: Literal["sample", "beam"] = "sample"
+    """Where a group's replies come from: ``"sample"``, sampled from the policy (GRPO); ``"beam"``, the
+    policy's ``group_size`` best beam-search replies (beam width ``group_size``, no sampling), the n-best
+    candidate sets of minimum risk training (Edunov et al. 2018), meant for ``baseline="risk"``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +113,7 @@ class GRPOConfig(TrainerConfig):
         check_finite("risk_alpha", self.risk_alpha, non_negative=True)
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_choice("baseline", self.baseline, ("group", "scst", "risk"))
+        check_choice("candidates", self.candidates, ("sample", "beam"))
 
 
 def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -254,6 +264,17 @@ class GRPO(OnPolicyTrainer):
         stats["reward_std_in_group"] = std.mean().item()
         stats["frac_groups_zero_std"] = (std < 1e-6).float().mean().item()
         return stats
+
+    def _reply_plan(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        if self.config.candidates != "beam":
+            return None
+        return functools.partial(
+            beam_candidates,
+            self.policy,
+            group_size=self.group_size,
+            max_new_tokens=self.layout.max_new_tokens,
+            eos_token_id=self.layout.eos_token_id,
+        )
 
     def collect_rollouts(self, callback: BaseCallback, stop: Stop | None = None) -> RolloutBatch | None:
         batch = super().collect_rollouts(callback, stop)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -194,7 +195,13 @@ class OnPolicyTrainer(TrainerBase):
             on_step=on_step,
             with_values=self.uses_critic,
             group_size=self.group_size,
+            plan=self._reply_plan(),
         )
+
+    def _reply_plan(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """Where a rollout's replies come from: None samples them from the policy; a subclass may plan them
+        (``collect_rollout``'s ``plan``, as GRPO's ``candidates="beam"`` does)."""
+        return None
 
     # ------------------------------------------------------------------ the update
     def train(self, batch: RolloutBatch) -> dict[str, float]:

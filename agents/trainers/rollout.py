@@ -133,6 +133,7 @@ def collect_rollout(
     with_values: bool = False,
     group_size: int = 1,
     reset_options: dict[str, Any] | None = None,
+    plan: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> RolloutBatch | None:
     """Play one episode in every sub-env of ``envs``, all at once, and return them as a batch.
 
@@ -159,6 +160,10 @@ def collect_rollout(
         group_size: Consecutive envs that drew the same prompt (GRPO's groups): the prompt is run
             once per group and its KV cache repeated for the group. The batch records it.
         reset_options: ``options`` for the vector env's reset (passed to every sub-env).
+        plan: Called with the prompts ``(B, Lp)`` and their mask after the reset, returns the
+            replies to play, ``(B, max_new_tokens)`` token ids with -1 after each reply's end
+            (:func:`~agents.trainers.candidates.beam_candidates`): each env then gets its planned
+            tokens instead of sampled ones, and the rollout records their log-probabilities.
 
     Returns:
         A :class:`RolloutBatch` of ``envs.num_envs`` episodes, or None when aborted.
@@ -166,11 +171,13 @@ def collect_rollout(
     device = torch.device(device)
     prompt_ids, prompt_mask, indices = _reset(envs, spec, seeds, reset_options, device)
     decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
+    planned = None if plan is None else _checked_plan(plan(prompt_ids, prompt_mask), spec, envs.num_envs)
     episodes = _Episodes.start(envs.num_envs, spec, device)
     for t in range(spec.max_new_tokens):
         logits, values = decoder.next_outputs()  # (B, V), (B,) or None
         logits = logits[:, : spec.vocab_limit].float() / temperature  # (B, V')
-        action = episodes.choose(t, logits, values if with_values else None, deterministic, generator)
+        forced = None if planned is None else planned[:, t]  # (B,)
+        action = episodes.choose(t, logits, values if with_values else None, deterministic, generator, forced)
         actions_np = action.cpu().numpy()
         new_obs, rewards, terminated, truncated, infos = envs.step(actions_np)
         step_locals = episodes.record(t, np.logical_or(terminated, truncated), rewards, infos)
@@ -182,6 +189,16 @@ def collect_rollout(
     batch = episodes.batch(prompt_ids, prompt_mask, indices)
     batch.group_size, batch.seeds = group_size, list(seeds or [])
     return batch
+
+
+def _checked_plan(planned: torch.Tensor, spec: EnvLayout, num_envs: int) -> torch.Tensor:
+    """``planned`` if it is a ``(num_envs, max_new_tokens)`` plan of real token ids (or -1 after a reply's end)."""
+    shape = (num_envs, spec.max_new_tokens)
+    if tuple(planned.shape) != shape:
+        raise ValueError(f"plan: expected replies of shape {shape}, got {tuple(planned.shape)}.")
+    if ((planned < -1) | (planned >= spec.vocab_limit)).any():
+        raise ValueError(f"plan: expected token ids in [0, {spec.vocab_limit}) or -1 after a reply's end.")
+    return planned
 
 
 def _reset(
@@ -315,13 +332,25 @@ class _Episodes:
         values: torch.Tensor | None,
         deterministic: bool,
         generator: torch.Generator | None,
+        forced: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pick step ``t``'s token of every env from tempered ``logits (B, V')`` and record it.
 
-        Envs whose episode ended get a filler token (never end-of-sequence), which is not recorded.
+        With ``forced (B,)`` (a plan's tokens, -1 where a reply has ended) the envs get those
+        instead, and nothing is sampled. Envs whose episode ended get a filler token (never
+        end-of-sequence), which is not recorded.
         """
-        action = sample_tokens(logits, deterministic, generator)  # (B,)
         alive = torch.as_tensor(self.alive, device=logits.device)
+        if forced is None:
+            action = sample_tokens(logits, deterministic, generator)  # (B,)
+        elif bool((alive & (forced < 0)).any()):
+            rows = torch.nonzero(alive & (forced < 0)).flatten().tolist()
+            raise RuntimeError(
+                f"expected a planned token for every running episode at step {t}, got none for rows {rows}: "
+                f"a planned reply must end with the env's end-of-sequence token {self.spec.eos_token_id} or fill the budget."
+            )
+        else:
+            action = forced.clamp_min(0)  # (B,): ended rows get the filler below
         action = torch.where(alive, action, torch.full_like(action, self.spec.filler_token_id))
         self.tokens[:, t] = torch.where(alive, action, torch.full_like(action, self.spec.pad_token_id))
         # The same formula as the update's (scoring.masked_log_softmax_gather), so the first

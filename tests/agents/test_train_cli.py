@@ -266,6 +266,16 @@ def test_resume_takes_the_run_from_the_checkpoint_and_refuses_contradictions(tmp
     assert "--resume: Expected a trainer checkpoint at" in capsys.readouterr().err
 
 
+def test_resume_keeps_beam_candidates_and_refuses_sampling_instead(tmp_path, capsys):
+    saved = GRPO("tiny", "TextGen-EchoLetter-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 3}, n_envs=4,
+                 group_size=2, seed=5, baseline="risk", candidates="beam", verbose=0).save(tmp_path / "run.zip")  # fmt: skip
+    args = parse_args(["--resume", str(saved)])
+    assert (args.candidates, args.baseline) == ("beam", "risk")
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--resume", str(saved), "--candidates", "sample"])
+    assert info.value.code == 2 and "--candidates 'sample' (the checkpoint's: 'beam')" in capsys.readouterr().err
+
+
 ACCELERATE_SCRIPT = """
 import json
 import sys

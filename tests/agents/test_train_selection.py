@@ -52,6 +52,8 @@ def test_selection_keeps_the_best_model_and_the_table_measures_it(tmp_path, caps
         (["--sft-coef", "-1"], "--sft-coef"),
         (["--risk-alpha", "2"], "expected --baseline risk, got group"),
         (["--baseline", "risk", "--risk-alpha", "-1"], "--risk-alpha"),
+        (["--algo", "ppo", "--candidates", "beam"], "--candidates beam is GRPO's"),
+        (["--candidates", "nbest"], "invalid choice: 'nbest'"),
     ],
 )
 def test_selection_and_baseline_flags_are_checked(argv, message, capsys):
@@ -65,6 +67,8 @@ def test_baseline_flags():
     assert parse_args(["--baseline", "scst"]).baseline == "scst" and parse_args([]).eval_every == 0
     risk = parse_args(["--baseline", "risk", "--risk-alpha", "0.5"])
     assert (risk.baseline, risk.risk_alpha) == ("risk", 0.5)
+    assert parse_args(["--baseline", "risk", "--candidates", "beam"]).candidates == "beam"
+    assert parse_args([]).candidates == "sample"
 
 
 def test_a_resumed_run_goes_on_with_the_selection_in_its_folder(tmp_path, capsys):

@@ -15,7 +15,7 @@ from benchmarks.learning_args import Args
 def test_quick_sweep_reports_every_configuration_failures_included(tmp_path: Path) -> None:
     configs = [
         "beta=0.05",
-        "baseline=group;learning_rate=0.001;sft_coef=0.5",
+        "baseline=risk;candidates=beam;learning_rate=0.001;sft_coef=0.5",
         "n_envs=6",
     ]  # 6 is not a multiple of group 4
     argv = ["--quick", "--seeds", "0", "--out", str(tmp_path), "--configs", *configs]
@@ -35,7 +35,7 @@ def test_quick_sweep_reports_every_configuration_failures_included(tmp_path: Pat
     assert all("test" not in json.dumps(point) for row in rows[:2] for point in row["history"])
     table = (tmp_path / "learning_sweep.md").read_text()
     assert "python -m benchmarks.learning_sweep --quick --seeds 0 --configs beta=0.05 " in table
-    assert "'baseline=group;learning_rate=0.001;sft_coef=0.5'" in table and "n_envs=6" in table
+    assert "'baseline=risk;candidates=beam;learning_rate=0.001;sft_coef=0.5'" in table and "n_envs=6" in table
     (record,) = read_jsonl(tmp_path / "learning_runs.jsonl")
     assert record["sweep"] == "learning_sweep" and record["best"] in [supervised["configuration"], *configs]
 

@@ -67,6 +67,7 @@ def test_load_names_the_archive_when_it_is_broken(tmp_path):
     [
         lambda: grpo(beta=0.1),
         lambda: grpo(baseline="scst"),
+        lambda: grpo(baseline="risk", candidates="beam"),
         lambda: SequencePPO(
             "tiny",
             "TextGen-EchoLetter-v0",
@@ -79,7 +80,7 @@ def test_load_names_the_archive_when_it_is_broken(tmp_path):
             kl_target=0.5,
         ),
     ],
-    ids=["grpo-kl", "grpo-scst", "ppo-adaptive-kl"],
+    ids=["grpo-kl", "grpo-scst", "grpo-risk-beam", "ppo-adaptive-kl"],
 )
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, make):
     straight = make()
