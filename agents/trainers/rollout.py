@@ -42,6 +42,7 @@ from agents.trainers.scoring import (
     packed_prefill,
     preallocate,
     repeat_cache,
+    score_tokens,
     shared_prompt_groups,
 )
 from text_gym.envs import UnscoredReplyWarning
@@ -163,21 +164,27 @@ def collect_rollout(
         plan: Called with the prompts ``(B, Lp)`` and their mask after the reset, returns the
             replies to play, ``(B, max_new_tokens)`` token ids with -1 after each reply's end
             (:func:`~agents.trainers.candidates.beam_candidates`): each env then gets its planned
-            tokens instead of sampled ones, and the rollout records their log-probabilities.
+            tokens, nothing is sampled or decoded step by step, and the log-probabilities (and
+            values) of the played replies come from one forward pass over them, the update's
+            :func:`~agents.trainers.scoring.score_tokens`.
 
     Returns:
         A :class:`RolloutBatch` of ``envs.num_envs`` episodes, or None when aborted.
     """
     device = torch.device(device)
     prompt_ids, prompt_mask, indices = _reset(envs, spec, seeds, reset_options, device)
-    decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
     planned = None if plan is None else _checked_plan(plan(prompt_ids, prompt_mask), spec, envs.num_envs)
+    decoder = None
+    if planned is None:  # a plan's log-probs come from one forward over the played replies instead
+        decoder = _Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
     episodes = _Episodes.start(envs.num_envs, spec, device)
     for t in range(spec.max_new_tokens):
-        logits, values = decoder.next_outputs()  # (B, V), (B,) or None
-        logits = logits[:, : spec.vocab_limit].float() / temperature  # (B, V')
-        forced = None if planned is None else planned[:, t]  # (B,)
-        action = episodes.choose(t, logits, values if with_values else None, deterministic, generator, forced)
+        if decoder is None:
+            action = episodes.follow(t, planned[:, t])  # type: ignore[index]
+        else:
+            logits, values = decoder.next_outputs()  # (B, V), (B,) or None
+            logits = logits[:, : spec.vocab_limit].float() / temperature  # (B, V')
+            action = episodes.choose(t, logits, values if with_values else None, deterministic, generator)
         actions_np = action.cpu().numpy()
         new_obs, rewards, terminated, truncated, infos = envs.step(actions_np)
         step_locals = episodes.record(t, np.logical_or(terminated, truncated), rewards, infos)
@@ -185,10 +192,34 @@ def collect_rollout(
             return None
         if not episodes.alive.any():
             break
-        decoder.feed(action, t)
+        if decoder is not None:
+            decoder.feed(action, t)
     batch = episodes.batch(prompt_ids, prompt_mask, indices)
     batch.group_size, batch.seeds = group_size, list(seeds or [])
+    if decoder is None:
+        _score_played(model, batch, spec, temperature, with_values, autocast_dtype)
     return batch
+
+
+def _score_played(
+    model: ActorCritic,
+    batch: RolloutBatch,
+    spec: EnvLayout,
+    temperature: float,
+    with_values: bool,
+    autocast_dtype: torch.dtype | None,
+) -> None:
+    """Record the log-probs (and values) of a planned rollout's replies: one packed forward, as the update's."""
+    device = batch.prompt_ids.device
+    with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+        logprobs, values, _ = score_tokens(
+            model, batch, temperature=temperature, vocab_limit=spec.vocab_limit, with_values=with_values,
+            group_size=batch.group_size,
+        )  # fmt: skip
+    mask = batch.response_mask.bool()
+    batch.logprobs = torch.where(mask, logprobs.float(), 0.0)
+    if with_values and values is not None:
+        batch.values = torch.where(mask, values.float(), 0.0)
 
 
 def _checked_plan(planned: torch.Tensor, spec: EnvLayout, num_envs: int) -> torch.Tensor:
@@ -332,27 +363,13 @@ class _Episodes:
         values: torch.Tensor | None,
         deterministic: bool,
         generator: torch.Generator | None,
-        forced: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pick step ``t``'s token of every env from tempered ``logits (B, V')`` and record it.
 
-        With ``forced (B,)`` (a plan's tokens, -1 where a reply has ended) the envs get those
-        instead, and nothing is sampled. Envs whose episode ended get a filler token (never
-        end-of-sequence), which is not recorded.
+        Envs whose episode ended get a filler token (never end-of-sequence), which is not recorded.
         """
+        action = self._mark(t, sample_tokens(logits, deterministic, generator))  # (B,)
         alive = torch.as_tensor(self.alive, device=logits.device)
-        if forced is None:
-            action = sample_tokens(logits, deterministic, generator)  # (B,)
-        elif bool((alive & (forced < 0)).any()):
-            rows = torch.nonzero(alive & (forced < 0)).flatten().tolist()
-            raise RuntimeError(
-                f"expected a planned token for every running episode at step {t}, got none for rows {rows}: "
-                f"a planned reply must end with the env's end-of-sequence token {self.spec.eos_token_id} or fill the budget."
-            )
-        else:
-            action = forced.clamp_min(0)  # (B,): ended rows get the filler below
-        action = torch.where(alive, action, torch.full_like(action, self.spec.filler_token_id))
-        self.tokens[:, t] = torch.where(alive, action, torch.full_like(action, self.spec.pad_token_id))
         # The same formula as the update's (scoring.masked_log_softmax_gather), so the first
         # epoch's ratios are exactly 1 when the forwards agree; logits are already tempered and cut.
         chosen = masked_log_softmax_gather(logits, action, 1.0, logits.shape[-1])  # (B,)
@@ -360,6 +377,24 @@ class _Episodes:
         if values is not None:
             self.has_values = True
             self.values[:, t] = torch.where(alive, values.float(), 0.0)
+        return action
+
+    def follow(self, t: int, planned: torch.Tensor) -> torch.Tensor:
+        """Record step ``t`` of a plan, ``planned (B,)`` (-1 where a reply has ended), and return it as the action."""
+        alive = torch.as_tensor(self.alive, device=planned.device)
+        if bool((alive & (planned < 0)).any()):
+            rows = torch.nonzero(alive & (planned < 0)).flatten().tolist()
+            raise RuntimeError(
+                f"expected a planned token for every running episode at step {t}, got none for rows {rows}: a "
+                f"planned reply must end with the env's end-of-sequence token {self.spec.eos_token_id} or fill the budget."
+            )
+        return self._mark(t, planned.clamp_min(0))
+
+    def _mark(self, t: int, action: torch.Tensor) -> torch.Tensor:
+        """Give ended episodes the filler token, record step ``t``'s tokens of the running ones; return the actions."""
+        alive = torch.as_tensor(self.alive, device=action.device)
+        action = torch.where(alive, action, torch.full_like(action, self.spec.filler_token_id))
+        self.tokens[:, t] = torch.where(alive, action, torch.full_like(action, self.spec.pad_token_id))
         return action
 
     def record(self, t: int, dones: np.ndarray, rewards: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from agents.trainers.candidates import NO_TOKEN, beam_candidates
 from agents.trainers.envs import env_layout
 from agents.trainers.grpo import GRPO, GRPOConfig
 from agents.trainers.rollout import collect_rollout
-from agents.trainers.scoring import score_tokens
 from tests.agents.trainers.test_rollout import make_envs
 from text_gym.envs.text_gen import TextGenEnv
 
@@ -81,15 +80,22 @@ def test_the_rollout_plays_the_plan_and_records_its_log_probs(model):
     planned = torch.tensor([[5, 6, 7, 8], [9, eos, NO_TOKEN, NO_TOKEN], [eos, NO_TOKEN, NO_TOKEN, NO_TOKEN]])
     generator = torch.Generator().manual_seed(0)
     state = generator.get_state()
-    batch = rollout(model, envs, seeds=[0, 1, 2], plan=lambda ids, mask: planned, generator=generator)
+    batch = rollout(model, envs, [0, 1, 2], generator, plan=lambda ids, mask: planned, with_values=True)
 
     assert batch.response_mask.sum(1).tolist() == [4, 2, 1]  # each episode ends at end-of-sequence or the budget
     for row, length in enumerate([4, 2, 1]):
         assert batch.response_ids[row, :length].tolist() == planned[row, :length].tolist()
     assert torch.equal(generator.get_state(), state)  # nothing was sampled
-    logprobs, _, _ = score_tokens(model, batch, vocab_limit=spec.vocab_limit, with_values=True)
-    mask = batch.response_mask.bool()
-    torch.testing.assert_close(logprobs[mask], batch.logprobs[mask], atol=1e-4, rtol=1e-4)
+    for row, length in enumerate([4, 2, 1]):  # each token's log-prob, from the prompt and reply so far, uncached
+        prompt = batch.prompt_ids[row][batch.prompt_mask[row].bool()]
+        for t in range(length):
+            ids = torch.cat([prompt, planned[row, :t]])[None]  # (1, L)
+            with torch.no_grad():
+                out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            expected = out.logits[0, -1].float().log_softmax(-1)[planned[row, t]]
+            assert abs(float(expected) - float(batch.logprobs[row, t])) < 1e-4
+            assert abs(float(out.values[0, -1]) - float(batch.values[row, t])) < 1e-4
+    assert (batch.logprobs[~batch.response_mask.bool()] == 0).all()
 
 
 @pytest.mark.parametrize(
