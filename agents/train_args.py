@@ -219,6 +219,37 @@ def _add_training_arguments(group: Any) -> None:
     )
     group.add_argument("--warm-start-lr", type=positive_float, default=5e-5, help="learning rate of the warm start")
     group.add_argument("--n-envs", type=_positive_int, default=16, help="episodes per rollout")
+    _add_grpo_arguments(group)
+    group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
+    group.add_argument(
+        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="episodes per optimizer step (default: the whole rollout)",
+    )
+    group.add_argument(
+        "--micro-batch-size",
+        type=_positive_int,
+        help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
+    )
+    group.add_argument(
+        "--kl",
+        type=non_negative_float,
+        default=None,
+        help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)",
+    )
+    group.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of rollouts")
+    group.add_argument("--lora", type=count, default=0, help="LoRA rank; 0 trains all weights")
+    group.add_argument("--seed", type=count, default=0, help="seeds training and the sampled evaluations")
+    group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
+    group.add_argument("--threads", type=count, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def _add_grpo_arguments(group: Any) -> None:
+    """GRPO's own flags: groups, the baseline and where a group's replies come from."""
     group.add_argument("--group-size", type=_positive_int, default=4, help="GRPO replies per prompt")
     group.add_argument(
         "--baseline",
@@ -247,32 +278,6 @@ def _add_training_arguments(group: Any) -> None:
         default=0.0,
         help="GRPO: weight of the references' NLL added to the RL loss (Edunov et al. 2018; 0: RL alone)",
     )
-    group.add_argument("--learning-rate", type=positive_float, default=1e-5, help="AdamW learning rate of RL")
-    group.add_argument(
-        "--n-epochs", type=_positive_int, default=None, help="passes over each rollout (default: the trainer's)"
-    )
-    group.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=None,
-        help="episodes per optimizer step (default: the whole rollout)",
-    )
-    group.add_argument(
-        "--micro-batch-size",
-        type=_positive_int,
-        help="episodes per forward, for gradient accumulation (default: --batch-size); may change on --resume",
-    )
-    group.add_argument(
-        "--kl",
-        type=non_negative_float,
-        default=None,
-        help="KL coefficient (GRPO beta / PPO kl_coef; default: the trainer's)",
-    )
-    group.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature of rollouts")
-    group.add_argument("--lora", type=count, default=0, help="LoRA rank; 0 trains all weights")
-    group.add_argument("--seed", type=count, default=0, help="seeds training and the sampled evaluations")
-    group.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1...")
-    group.add_argument("--threads", type=count, default=0, help="torch CPU threads (0: torch's default)")
 
 
 def _add_run_arguments(group: Any) -> None:
