@@ -15,9 +15,11 @@ Layout of a :class:`RolloutBatch` (``B`` episodes, ``Lp`` prompt columns, ``T`` 
 which is the env's own observation layout with the all-padding columns of the prompt trimmed.
 
 :func:`collect_rollout` reads as its steps: ``_reset`` (the prompts), then per token
-``Decoder.next_outputs`` (one forward, :mod:`agents.trainers.decoding`), ``_Episodes.choose`` (sample and record the token),
-``envs.step`` and ``_Episodes.record`` (the env's reward and episode ends), and finally
-``_Episodes.batch``.
+``Decoder.next_outputs`` (one forward; :mod:`agents.trainers.decoding`), ``_Episodes.choose``
+(sample and record the token), ``envs.step`` and ``_Episodes.record`` (the env's reward and
+episode ends), and finally ``_Episodes.batch``. A planned rollout (``plan=``) takes each step's
+token from the plan (``_Episodes.follow``) instead of decoding, and scores the played replies at
+the end (``_score_played``).
 """
 
 from __future__ import annotations
@@ -174,9 +176,10 @@ def collect_rollout(
         decoder = Decoder(model, prompt_ids, prompt_mask, group_size, autocast_dtype, spec.max_new_tokens)
     episodes = _Episodes.start(envs.num_envs, spec, device)
     for t in range(spec.max_new_tokens):
-        if decoder is None:
-            action = episodes.follow(t, planned[:, t])  # type: ignore[index]
+        if planned is not None:
+            action = episodes.follow(t, planned[:, t])
         else:
+            assert decoder is not None
             logits, values = decoder.next_outputs()  # (B, V), (B,) or None
             logits = logits[:, : spec.vocab_limit].float() / temperature  # (B, V')
             action = episodes.choose(t, logits, values if with_values else None, deterministic, generator)
