@@ -57,6 +57,10 @@ class Args:
         default=0.0, metadata={"help": "GRPO step size of the RL arm, from the untrained model (0: --learning-rate)"}
     )
     sft_learning_rate: float = field(default=5e-5, metadata={"help": "AdamW step size of teacher forcing"})
+    sft_lr_schedule: str = field(
+        default="constant",
+        metadata={"help": "teacher forcing's step size: constant, or linear (to 0 at T; supervised+RL forks at t)"},
+    )
     loss_type: str = field(default="token", metadata={"help": "GRPO loss: token (DAPO) or sequence (GRPO)"})
     clip_range_high: float = field(default=0.0, metadata={"help": "GRPO upper ratio clip (0: the lower one, 0.2)"})
     scale_rewards: bool = field(default=True, metadata={"help": "divide advantages by the group's std"})
@@ -104,6 +108,7 @@ class Args:
             raise ValueError(f"seeds: expected distinct seeds, got {self.seeds}.")
         check_choice("baseline", self.baseline, ("group", "scst", "risk"))
         check_choice("candidates", self.candidates, ("sample", "beam"))
+        check_choice("sft_lr_schedule", self.sft_lr_schedule, ("constant", "linear"))
         check_choice("loss_type", self.loss_type, ("token", "sequence"))
         check_positive_ints(self, "n_envs", "group_size", "batch_size", "beams", "eval_batch_size")
         for name, zero in [

@@ -228,6 +228,7 @@ def _warm_start(args: Args, trainer: GRPO, selection: ValidationSelection, minut
         max_seconds=minutes * 60,
         learning_rate=args.sft_learning_rate,
         batch_size=args.batch_size,
+        lr_schedule=args.sft_lr_schedule,
         selection=selection,
         checkpoints=fork,
     )

@@ -127,9 +127,10 @@ def configuration(args: Args) -> str:
     clip += f", RL arm at lr {args.rl_only_learning_rate:g}" if args.rl_only_learning_rate else ""
     risk = f" (alpha {args.risk_alpha:g})" if args.baseline == "risk" else ""
     risk += ", over beam-search n-best replies" if args.candidates == "beam" else ""
+    decay = f" decaying linearly to 0 at T = {args.minutes:g}" if args.sft_lr_schedule == "linear" else ""
     return (
         f"{args.model}; T = {args.minutes:g} training CPU-minutes per arm (supervised+RL: {args.sft_minutes:g} of "
-        f"teacher forcing at lr {args.sft_learning_rate:g}, then GRPO); seeds {', '.join(map(str, args.seeds))}. "
+        f"teacher forcing at lr {args.sft_learning_rate:g}{decay}, then GRPO); seeds {', '.join(map(str, args.seeds))}. "
         f"GRPO: reward `{args.reward}`, baseline `{args.baseline}`{risk}, KL {args.beta:g} to the warm start, "
         f"{args.n_envs} episodes per iteration ({args.group_size} per prompt), temperature {args.temperature:g}, "
         f"lr {args.learning_rate:g}, loss `{args.loss_type}`{clip}, "

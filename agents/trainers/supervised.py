@@ -19,6 +19,7 @@ gives the trainers their ``warm_start`` method.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,9 +31,12 @@ from agents.modeling.prepare import adamw
 from agents.trainers.rollout import RolloutBatch
 from agents.trainers.scoring import score_tokens
 from agents.trainers.trainer_state import optimizer_to_tensors, tensors_to_optimizer
-from text_gym.errors import check_positive_int
+from text_gym.errors import check_choice, check_positive_int
 
-__all__ = ["TeacherForcing", "reference_batch", "teacher_forcing"]
+__all__ = ["LR_SCHEDULES", "TeacherForcing", "reference_batch", "teacher_forcing"]
+
+LR_SCHEDULES = ("constant", "linear")
+"""The warm start's step-size schedules (see :class:`TeacherForcing`)."""
 
 
 def reference_batch(env: Any, indices: list[int], rng: np.random.Generator, device: torch.device) -> RolloutBatch:
@@ -90,9 +94,13 @@ class TeacherForcing:
         learning_rate: AdamW step size.
         batch_size: Samples per optimizer step.
         seed: Seeds the sample order and reference choice.
+        lr_schedule: ``"constant"``, or ``"linear"``: the step size falls linearly from
+            ``learning_rate`` to 0 over the budget (the larger of the fractions of ``total_tokens``
+            and ``max_seconds`` used), as TRL's ``SFTTrainer`` does by default.
 
     Raises:
-        ValueError: Neither budget is set, or a budget, the learning rate or the batch size is not positive.
+        ValueError: Neither budget is set, or a budget, the learning rate, the batch size or the
+            schedule is not usable.
     """
 
     def __init__(
@@ -104,10 +112,12 @@ class TeacherForcing:
         learning_rate: float = 5e-5,
         batch_size: int = 8,
         seed: int | None = None,
+        lr_schedule: str = "constant",
     ) -> None:
         _check_budgets(total_tokens, max_seconds, learning_rate, batch_size)
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         self.total_tokens, self.max_seconds = total_tokens, max_seconds
-        self.learning_rate, self.batch_size = learning_rate, batch_size
+        self.learning_rate, self.batch_size, self.lr_schedule = learning_rate, batch_size, lr_schedule
         self.rng = np.random.default_rng(seed)
         self.order: list[int] = []  # the rest of this epoch's shuffled sample indices
         self.tokens, self.steps, self.cpu_seconds = 0, 0, 0.0  # done so far, in every process
@@ -118,6 +128,14 @@ class TeacherForcing:
     def done(self) -> bool:
         """Whether a budget is used up."""
         return not (_within(self.total_tokens, self.tokens) and _within(self.max_seconds, self.cpu_seconds))
+
+    @property
+    def current_learning_rate(self) -> float:
+        """The step size of the next step: ``learning_rate``, times the budget left with ``lr_schedule="linear"``."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        used = max(self.tokens / (self.total_tokens or math.inf), self.cpu_seconds / (self.max_seconds or math.inf))
+        return self.learning_rate * max(0.0, 1.0 - used)
 
     def step(self, model: torch.nn.Module, env: Any, **fit: Any) -> dict[str, float]:
         """One optimizer step on the next batch of ``env``'s references; return its row.
@@ -130,6 +148,8 @@ class TeacherForcing:
         indices, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
         batch = reference_batch(env, indices, self.rng, torch.device(fit["device"]))
         vocab_limit = int(env.action_masks().sum())
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_learning_rate
         model.train()
         loss, grad_norm = _fit_step(
             model, self.optimizer, batch, fit["temperature"], vocab_limit, fit["max_grad_norm"], fit["autocast"]
@@ -143,6 +163,7 @@ class TeacherForcing:
             "supervised/tokens": float(self.tokens),
             "supervised/grad_norm": grad_norm,
             "supervised/cpu_seconds": self.cpu_seconds,
+            "supervised/learning_rate": self.optimizer.param_groups[0]["lr"],
         }
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -153,6 +174,7 @@ class TeacherForcing:
             "max_seconds": self.max_seconds,
             "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
+            "lr_schedule": self.lr_schedule,
             "tokens": self.tokens,
             "steps": self.steps,
             "cpu_seconds": self.cpu_seconds,
@@ -181,6 +203,7 @@ def teacher_forcing(
     max_seconds: float | None = None,
     learning_rate: float = 5e-5,
     batch_size: int = 8,
+    lr_schedule: str = "constant",
     max_grad_norm: float = 1.0,
     temperature: float = 1.0,
     seed: int | None = None,
@@ -200,6 +223,7 @@ def teacher_forcing(
         max_seconds: CPU-seconds budget of this process (None: only ``total_tokens`` limits).
         learning_rate: AdamW step size.
         batch_size: Samples per optimizer step.
+        lr_schedule: ``"constant"`` or ``"linear"`` (to 0 over the budget; see :class:`TeacherForcing`).
         max_grad_norm: Gradient clipping.
         temperature: The policy's sampling temperature, so the fitted distribution is the one RL samples.
         seed: Seeds the sample order and reference choice.
@@ -217,6 +241,7 @@ def teacher_forcing(
         learning_rate=learning_rate,
         batch_size=batch_size,
         seed=seed,
+        lr_schedule=lr_schedule,
     )
     fit = {"temperature": temperature, "max_grad_norm": max_grad_norm, "autocast": autocast, "device": device}
     rows = []

@@ -37,6 +37,7 @@ def warm_start(
     max_seconds: float | None = None,
     learning_rate: float = 5e-5,
     batch_size: int = 8,
+    lr_schedule: str = "constant",
     progress_bar: bool = False,
     log_interval: int = 10,
     checkpoint_on_interrupt: str | os.PathLike[str] | None = AUTO,
@@ -59,6 +60,7 @@ def warm_start(
         max_seconds: Or a budget of process CPU-seconds (whichever ends first).
         learning_rate: AdamW step size of the warm start.
         batch_size: Samples per optimizer step.
+        lr_schedule: ``"constant"``, or ``"linear"``: the step size falls to 0 over the budget.
         progress_bar: Show a tqdm bar over reference tokens.
         log_interval: With ``verbose >= 1``, print one line every this many steps (and at the
             end); every step's row goes to the logger's file outputs (CSV, TensorBoard).
@@ -87,6 +89,7 @@ def warm_start(
     if trainer._warm_start_run is None:
         seed = int(trainer._np_random.integers(2**31))
         kwargs = {"max_seconds": max_seconds, "learning_rate": learning_rate, "batch_size": batch_size}
+        kwargs["lr_schedule"] = lr_schedule
         trainer._warm_start_run = TeacherForcing(trainer.policy, total_tokens=total_tokens, seed=seed, **kwargs)
     run, rows = trainer._warm_start_run, []
     first = len(trainer.supervised_history)  # optimizer steps of earlier warm starts
@@ -139,7 +142,8 @@ def _warm_start_env(trainer: Any) -> Any:
 def resume(trainer: Any, record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Rebuild the warm start in progress that a checkpoint stored (:meth:`TeacherForcing.state`)."""
     budget = {k: record[k] for k in ("total_tokens", "max_seconds", "learning_rate", "batch_size")}
-    run = TeacherForcing(trainer.policy, **budget)
+    # A checkpoint from before the schedule existed warmed up at a constant step size.
+    run = TeacherForcing(trainer.policy, **budget, lr_schedule=record.get("lr_schedule", "constant"))
     run.load_state(record, tensors, len(_warm_start_env(trainer).task))
     trainer._warm_start_run = run
 

@@ -138,6 +138,7 @@ def test_summary_and_intervals_by_hand() -> None:
         (["--rl-only-learning-rate", "-1"], "rl_only_learning_rate: expected a finite number >= 0"),
         (["--baseline", "risk", "--risk-alpha", "-1"], "risk_alpha >= 0"),
         (["--candidates", "nbest"], "candidates"),
+        (["--sft-lr-schedule", "cosine"], "sft_lr_schedule"),
     ],
 )
 def test_bad_arguments(flags: list[str], match: str) -> None:

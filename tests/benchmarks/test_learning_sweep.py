@@ -18,7 +18,7 @@ def test_quick_sweep_reports_every_configuration_failures_included(tmp_path: Pat
         "baseline=risk;candidates=beam;learning_rate=0.001;sft_coef=0.5",
         "n_envs=6",
     ]  # 6 is not a multiple of group 4
-    argv = ["--quick", "--seeds", "0", "--out", str(tmp_path), "--configs", *configs]
+    argv = ["--quick", "--seeds", "0", "--sft-lr-schedule", "linear", "--out", str(tmp_path), "--configs", *configs]
     learning_sweep.main(parse_args(learning_sweep.SweepArgs, argv))
 
     report = json.loads((tmp_path / "learning_sweep.json").read_text())
@@ -34,7 +34,9 @@ def test_quick_sweep_reports_every_configuration_failures_included(tmp_path: Pat
     assert "group_size" in rows[2]["error"] or "n_envs" in rows[2]["error"]
     assert all("test" not in json.dumps(point) for row in rows[:2] for point in row["history"])
     table = (tmp_path / "learning_sweep.md").read_text()
-    assert "python -m benchmarks.learning_sweep --quick --seeds 0 --configs beta=0.05 " in table
+    assert (
+        "python -m benchmarks.learning_sweep --quick --seeds 0 --sft-lr-schedule linear --configs beta=0.05 " in table
+    )
     assert "'baseline=risk;candidates=beam;learning_rate=0.001;sft_coef=0.5'" in table and "n_envs=6" in table
     (record,) = read_jsonl(tmp_path / "learning_runs.jsonl")
     assert record["sweep"] == "learning_sweep" and record["best"] in [supervised["configuration"], *configs]

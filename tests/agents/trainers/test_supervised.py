@@ -50,3 +50,16 @@ def test_warm_start_needs_a_positive_budget():
         trainer.warm_start(0)
     with pytest.raises(ValueError, match="batch_size: expected a positive int .*, got 2.5"):
         trainer.warm_start(10, batch_size=2.5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        trainer.warm_start(10, lr_schedule="cosine")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_the_step_size_follows_the_schedule_by_hand(schedule):
+    trainer = GRPO("tiny", "TextGen-EchoLetter-v0", env_kwargs={"tokenizer": "tiny", "max_new_tokens": 3},
+                   n_envs=4, group_size=2, seed=0, verbose=0)  # fmt: skip
+    rows = trainer.warm_start(200, learning_rate=1e-3, batch_size=4, lr_schedule=schedule)
+    done_before = [0.0] + [row["supervised/tokens"] for row in rows[:-1]]  # reference tokens before each step
+    expected = [1e-3 * (1 - done / 200 if schedule == "linear" else 1) for done in done_before]
+    assert [row["supervised/learning_rate"] for row in rows] == pytest.approx(expected)
+    assert len(rows) > 3 and (schedule == "constant" or rows[-1]["supervised/learning_rate"] < 0.2e-3)
