@@ -92,7 +92,7 @@ def merge_reports(merge: MergeArgs) -> dict[str, Any]:
     rows.sort(key=lambda row: (args.tasks.index(row["env"]), args.seeds.index(row["seed"])))  # stable: arms keep order
     merge_command = f"python -m benchmarks.learning_merge --runs {' '.join(map(str, merge.runs))} --name {merge.name}"
     report = {
-        "command": "\n".join([*(run["command"] for run in runs), merge_command]),
+        "command": "\n".join([*(_with_out(run) for run in runs), merge_command]),
         "rows": rows,
         "summary": learning_report.summarize(rows),
         "intervals": learning_report.intervals(rows),
@@ -105,6 +105,12 @@ def merge_reports(merge: MergeArgs) -> dict[str, Any]:
     learning_report.write_outputs(args, report)
     append_jsonl(folder / RUNS_LOG, learning_report.headline(args, report))
     return report
+
+
+def _with_out(run: dict[str, Any]) -> str:
+    """A run's command, with its ``--out`` when not the default (the merge command reads the runs from there)."""
+    out = run["args"]["out"]
+    return run["command"] + (f" --out {out}" if out != Args().out else "")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def test_merged_report_has_every_seed_and_intervals_over_them(seed_run: dict, tm
     written = json.loads((tmp_path / "merged.json").read_text())
     assert written["args"]["seeds"] == [1, 0] and written["args"]["name"] == "merged"
     table = (tmp_path / "merged.md").read_text()
-    assert "--quick --seeds 1 " in table and "--quick --seeds 0 " in table  # each run's command
+    assert "--quick --seeds 1 " in table and "--quick --seeds 0 " in table  # each run's command, with its --out
+    assert f"--name s0 --out {seed_run['args']['out']}\n" in table
     assert "python -m benchmarks.learning_merge --runs" in table
     assert "seeds 1, 0" in table  # the configuration paragraph
     assert (tmp_path / "merged.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
