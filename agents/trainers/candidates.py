@@ -63,5 +63,5 @@ def beam_candidates(
     replies = out[:, ids.shape[1] :]  # (B, <= max_new_tokens)
     plan = torch.full((replies.shape[0], max_new_tokens), NO_TOKEN, dtype=torch.long, device=replies.device)
     plan[:, : replies.shape[1]] = replies
-    ended = (plan == eos_token_id).long().cumsum(1) - (plan == eos_token_id).long()  # (B, T): >0 after the first EOS
-    return plan.masked_fill(ended > 0, NO_TOKEN)
+    eos = (plan == eos_token_id).long()  # (B, T)
+    return plan.masked_fill(eos.cumsum(1) - eos > 0, NO_TOKEN)  # after the first end-of-sequence

@@ -7,11 +7,11 @@ then one token per env per step, with the cache growing in place.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 
+from agents.modeling.prepare import autocast
 from agents.modeling.tokens import positions_from_mask
 from agents.trainers.scoring import (
     ActorCritic,
@@ -53,12 +53,7 @@ class Decoder:
         self.step_ids, self.step_positions = prompt_ids, positions_from_mask(prompt_mask)  # (B, Lp) each
         self.cache: Any = None
         self.first = True  # the next forward runs the prompts
-        device = prompt_ids.device
-        self.autocast = (
-            torch.autocast(device.type, dtype=autocast_dtype)
-            if autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
+        self.autocast = autocast(prompt_ids.device, autocast_dtype)
 
     def next_outputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run what was fed since the last call; return the logits ``(B, V)`` and values ``(B,)`` (or None) after it."""

@@ -24,7 +24,6 @@ the end (``_score_played``).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from agents.modeling.prepare import autocast
 from agents.modeling.tokens import first_real_column, sample_tokens
 from agents.trainers.decoding import Decoder
 from agents.trainers.envs import EnvLayout, env_info_row
@@ -208,8 +208,7 @@ def _score_played(
     autocast_dtype: torch.dtype | None,
 ) -> None:
     """Record the log-probs (and values) of a planned rollout's replies: one packed forward, as the update's."""
-    device = batch.prompt_ids.device
-    with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+    with autocast(batch.prompt_ids.device, autocast_dtype):
         logprobs, values, _ = score_tokens(
             model, batch, temperature=temperature, vocab_limit=spec.vocab_limit, with_values=with_values,
             group_size=batch.group_size,
@@ -309,9 +308,9 @@ class _Episodes:
 
     def follow(self, t: int, planned: torch.Tensor) -> torch.Tensor:
         """Record step ``t`` of a plan, ``planned (B,)`` (-1 where a reply has ended), and return it as the action."""
-        alive = torch.as_tensor(self.alive, device=planned.device)
-        if bool((alive & (planned < 0)).any()):
-            rows = torch.nonzero(alive & (planned < 0)).flatten().tolist()
+        unplanned = torch.as_tensor(self.alive, device=planned.device) & (planned < 0)  # (B,)
+        if bool(unplanned.any()):
+            rows = torch.nonzero(unplanned).flatten().tolist()
             raise RuntimeError(
                 f"expected a planned token for every running episode at step {t}, got none for rows {rows}: a "
                 f"planned reply must end with the env's end-of-sequence token {self.spec.eos_token_id} or fill the budget."
